@@ -1,0 +1,4 @@
+"""Pure privacy-computing protocols, written against :class:`protocols.channel.Channel`.
+
+Nothing in this package imports gRPC, Flask or ``node``.
+"""
