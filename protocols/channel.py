@@ -17,8 +17,9 @@ Semantics every implementation keeps:
 * A vanished peer raises :class:`~pcnode.errors.PeerUnavailable`; a cancelled
   job raises :class:`~pcnode.errors.Cancelled` at both ends.
 * Each direction keeps a running SHA-256 over every message in order
-  (:class:`LinkDigest`), except tags starting with ``__`` (channel machinery). Both ends of a link compute the same two digests; the
-  job transcript is built from them by :mod:`protocols.transcript`.
+  (:class:`LinkDigest`), except tags starting with ``__`` (channel
+  machinery). Both ends of a link compute the same two digests; the job
+  transcript is built from them by :mod:`protocols.transcript`.
 """
 
 from __future__ import annotations

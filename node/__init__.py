@@ -1,0 +1,1 @@
+"""The pcnode service: configuration, identity, catalog, policy, jobs, transport, HTTP API, CLI."""

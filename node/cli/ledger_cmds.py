@@ -1,0 +1,1 @@
+"""``pcnode ledger ...`` (verify, checkpoint, proof, export, replay)."""

@@ -1,0 +1,1 @@
+"""Joint jobs: signed specs, job kinds, the runner every party goes through, open and initiate."""

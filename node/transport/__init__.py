@@ -1,0 +1,1 @@
+"""mTLS gRPC transport: credentials, the thin servicer, peer clients and the streaming Channel."""
