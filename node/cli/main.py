@@ -25,6 +25,7 @@ def cli(verbose: int) -> None:
 def _register_commands() -> None:
     """Import the command modules; each adds its commands to ``cli``."""
     from node.cli import (  # noqa: F401 - imported for their side effect
+        catalog_cmds,
         identity_cmds,
         job_cmds,
         ledger_cmds,

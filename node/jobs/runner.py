@@ -35,14 +35,14 @@ def _no_progress(stage: str, done: int, total: int | None) -> None:
 def job_fields(services: NodeServices, spec: JobSpec, auth: Authorization) -> dict[str, Any]:
     """The ledger fields every entry of this job carries at this party."""
     kind = get_kind(spec.kind)
-    return {
+    fields = {
         "job_id": spec.job_id,
         "user": services.user,
         "peer": ",".join(spec.others(services.name)),
         "operation": kind.operation,
         "mode": kind.mode(spec),
         "grant_id": auth.grant_id,
-        "operator": auth.operator,
+        "authorised_by": auth.operator,
         "dataset": auth.dataset,
         "purpose": auth.purpose,
         "params_digest": spec.params_digest,
@@ -50,6 +50,7 @@ def job_fields(services: NodeServices, spec: JobSpec, auth: Authorization) -> di
                   "role": spec.parties[services.name], "initiator": spec.initiator,
                   **auth.extra},
     }
+    return {k: v for k, v in fields.items() if v not in ("", None)}
 
 
 def run_party(
@@ -83,13 +84,13 @@ def run_party(
         )
         log.warning("job %s failed at %s: %s", spec.job_id, me, type(exc).__name__)
         raise
-    ledger.append(
-        "job.completed", status="completed", transcript_hash=outcome.transcript_hash,
-        rows_in=outcome.rows_in, rows_out=outcome.rows_out,
-        bytes_in=sum(c.bytes_in for c in channels.values()),
-        bytes_out=sum(c.bytes_out for c in channels.values()),
-        result_digest=outcome.result_digest, **fields,
-    )
+    counts = {"rows_in": outcome.rows_in, "rows_out": outcome.rows_out,
+              "bytes_in": sum(c.bytes_in for c in channels.values()),
+              "bytes_out": sum(c.bytes_out for c in channels.values())}
+    if outcome.result_digest:
+        counts["result_digest"] = outcome.result_digest
+    ledger.append("job.completed", status="completed",
+                  transcript_hash=outcome.transcript_hash, **counts, **fields)
     try:
         _exchange_receipts(services, spec, channels, outcome.transcript_hash)
     finally:

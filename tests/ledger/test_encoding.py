@@ -1,0 +1,64 @@
+"""Canonical encoding: deterministic, documented, and strict when reading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.encoding import MAX_SAFE_INT, canonical_json, parse_canonical
+from ledger.timefmt import format_time, parse_canonical_time, to_us
+from pcnode.errors import InvalidInput
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-MAX_SAFE_INT, MAX_SAFE_INT),
+                    st.text())
+objects = st.dictionaries(st.text(), st.one_of(scalars, st.lists(scalars, max_size=4),
+                                              st.dictionaries(st.text(), scalars, max_size=4)))
+
+
+def test_known_bytes() -> None:
+    value = {"b": 1, "a": "é\n\"\\\x01", "c": [True, None, -5], "A": {}}
+    assert canonical_json(value) == (
+        b'{"A":{},"a":"\xc3\xa9\\n\\"\\\\\\u0001","b":1,"c":[true,null,-5]}')
+
+
+@given(objects)
+def test_deterministic_and_round_trips(value: dict) -> None:
+    data = canonical_json(value)
+    assert canonical_json(json.loads(data)) == data
+    assert parse_canonical(data) == value
+    # insertion order does not matter
+    assert canonical_json(dict(reversed(list(value.items())))) == data
+
+
+@pytest.mark.parametrize("value", [{"x": 1.5}, {"x": float("nan")}, {"x": 2**53},
+                                   {"x": -(2**53)}, {"x": b"bytes"}, {1: "int key"},
+                                   {"x": "\ud800"}, {"x": {1, 2}}])
+def test_rejects_values_without_canonical_form(value: dict) -> None:
+    with pytest.raises(InvalidInput):
+        canonical_json(value)
+
+
+@pytest.mark.parametrize("data", [b'{"b":1,"a":2}', b'{"a": 1}', b'{"a":1.0}', b'{"a":1,"a":1}',
+                                  b'{"a":"\\u00e9"}', b"[1]", b'{"a":NaN}', b"\xff",
+                                  b'{"a":1}\n', b'{"a":9007199254740993}'])
+def test_parse_rejects_non_canonical(data: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        parse_canonical(data)
+
+
+def test_time_format() -> None:
+    assert format_time(0) == "1970-01-01T00:00:00.000000Z"
+    assert format_time(1_700_000_000_123_456) == "2023-11-14T22:13:20.123456Z"
+    assert parse_canonical_time("2023-11-14T22:13:20.123456Z") == 1_700_000_000_123_456
+    assert to_us("2023-11-15T06:13:20.123456+08:00") == 1_700_000_000_123_456
+    for bad in ("2023-11-14T22:13:20Z", "2023-11-14 22:13:20.123456Z",
+                "2023-11-14T22:13:20.123456+00:00", "2023-02-30T00:00:00.000000Z"):
+        with pytest.raises(InvalidInput):
+            parse_canonical_time(bad)
+    with pytest.raises(InvalidInput):
+        to_us("2023-11-14T22:13:20")  # no zone
+    with pytest.raises(InvalidInput):
+        format_time(-1)
