@@ -32,3 +32,57 @@ def selftest(home: str, peers: str, length: int, as_json: bool) -> None:
     emit(data, as_json, lambda: console.print(
         f"selftest job {outcome.job_id}: {len(parties)} parties, secure sum check ok, "
         f"transcript {outcome.transcript_hash}"))
+
+
+@cli.command()
+@home_argument
+@click.option("--peer", required=True, help="the data holder to intersect with")
+@click.option("--dataset", required=True, help="our dataset code (its key column is used)")
+@click.option("--peer-dataset", required=True, help="the holder's dataset code")
+@click.option("--mode", type=click.Choice(["intersection", "cardinality", "both", "join"]),
+              default="intersection", show_default=True, help="what the parties learn")
+@click.option("--normalize", "normalization", default="strip,nfkc", show_default=True,
+              help="key normalisation: strip,casefold,nfkc,resident_id or none")
+@click.option("--out", type=click.Path(dir_okay=False), help="write the intersection (or count) CSV")
+@json_option
+def psi(home: str, peer: str, dataset: str, peer_dataset: str, mode: str, normalization: str,
+        out: str | None, as_json: bool) -> None:
+    """Private set intersection with PEER (ECDH on Curve25519)."""
+    from node.jobs.kinds import Authorization
+    from node.jobs.psi_job import new_salt
+
+    services = NodeServices(home)
+    services.catalog.open_dataset(dataset)  # fail early: unknown or stale dataset
+    params = {"mode": mode, "dataset": dataset, "peer_dataset": peer_dataset,
+              "salt": new_salt(), "normalization": normalization}
+    with job_progress(not as_json) as progress:
+        outcome = initiate(services, "psi", {services.name: "requester", peer: "holder"}, params,
+                           auth=Authorization(dataset=dataset), progress=progress)
+    result = outcome.result
+    if out:
+        write_psi_output(out, result)
+    data = {"job_id": outcome.job_id, "transcript_hash": outcome.transcript_hash,
+            "intersection_size": result.size, "output": out, **outcome.summary}
+    emit(data, as_json, lambda: console.print(
+        f"PSI job {outcome.job_id} ({mode}): |X∩Y| = {result.size} of our {result.own_size} "
+        f"keys and their {result.peer_size}" + (f"; written to {out}" if out else "")))
+
+
+def write_psi_output(path: str, result: object) -> None:
+    """Write the intersecting keys (one per line, with a header), or the count."""
+    import csv
+    import io
+
+    from node.files import atomic_write
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    items = getattr(result, "intersection", None)
+    if items is not None:
+        writer.writerow(["key"])
+        for item in items:
+            writer.writerow([item.decode() if isinstance(item, bytes) else item])
+    else:
+        writer.writerow(["intersection_size"])
+        writer.writerow([getattr(result, "size", "")])
+    atomic_write(path, buf.getvalue().encode())
