@@ -86,3 +86,71 @@ def write_psi_output(path: str, result: object) -> None:
         writer.writerow(["intersection_size"])
         writer.writerow([getattr(result, "size", "")])
     atomic_write(path, buf.getvalue().encode())
+
+
+@cli.command()
+@home_argument
+@click.option("--peer", required=True, help="the data holder")
+@click.option("--dataset", required=True, help="our dataset code (its key column is matched)")
+@click.option("--peer-dataset", required=True, help="the holder's dataset code")
+@click.option("--agg", required=True,
+              help="aggregates: count,sum:COL,mean:COL,var:COL,std:COL,hist:COL:E1|E2|...")
+@click.option("--group-by", default=None, help="column to group by")
+@click.option("--group-side", type=click.Choice(["holder", "requester"]), default="holder",
+              show_default=True, help="whose column --group-by names")
+@click.option("--backend", type=click.Choice(["ckks", "paillier"]), default="ckks",
+              show_default=True, help="ckks: fast, approximate; paillier: exact")
+@click.option("--epsilon", type=float, default=None, help="differential privacy budget for this query")
+@click.option("--clip", default=None, help="value bounds for DP, e.g. income=0:1000000,tax=0:50000")
+@click.option("--decimals", type=int, default=6, show_default=True, help="precision of released values")
+@click.option("--out", type=click.Path(dir_okay=False), help="write one CSV row per group")
+@json_option
+def stats(home: str, peer: str, dataset: str, peer_dataset: str, agg: str, group_by: str | None,
+          group_side: str, backend: str, epsilon: float | None, clip: str | None, decimals: int,
+          out: str | None, as_json: bool) -> None:
+    """Joint statistics over the intersection with PEER: we learn only the aggregates."""
+    from node.jobs.kinds import Authorization
+    from protocols.stats import StatsQuery
+
+    services = NodeServices(home)
+    services.catalog.open_dataset(dataset)
+    query = StatsQuery.parse(agg, group_by=group_by, group_side=group_side, decimals=decimals,
+                             bounds=clip, epsilon=epsilon)
+    params = {"dataset": dataset, "peer_dataset": peer_dataset, "backend": backend,
+              "query": query.to_json()}
+    with job_progress(not as_json) as progress:
+        outcome = initiate(services, "stats", {services.name: "requester", peer: "holder"},
+                           params, auth=Authorization(dataset=dataset), progress=progress)
+    result = outcome.result
+    rows = result.to_rows()
+    if out:
+        write_rows_csv(out, rows)
+    data = {"job_id": outcome.job_id, "transcript_hash": outcome.transcript_hash,
+            "backend": backend, "intersection_size": result.intersection_size,
+            "suppressed": result.suppressed, "rows": rows, "output": out}
+
+    def human() -> None:
+        from node.cli.output import table
+
+        cols = list(rows[0].keys()) if rows else ["group", "count"]
+        table(f"{backend} stats over |X∩Y| = {result.intersection_size} (k = {result.k})",
+              cols, [[r.get(c) for c in cols] for r in rows])
+        if result.suppressed:
+            console.print(f"suppressed (count < k): {', '.join(map(str, result.suppressed))}")
+
+    emit(data, as_json, human)
+
+
+def write_rows_csv(path: str, rows: list[dict]) -> None:
+    """Write dict rows as CSV (header from the first row), atomically."""
+    import csv
+    import io
+
+    from node.files import atomic_write
+
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write(path, buf.getvalue().encode())
