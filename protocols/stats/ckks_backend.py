@@ -189,6 +189,8 @@ class CkksHolder:
         self.values = vals
         self._secret = self.ctx.worker_bytes()
         self.gain = self.ctx.product_gain()
+        #: Exact per-(accumulator, group) counts this holder decrypted (its own knowledge).
+        self.counts_seen: list[int] = []
 
     def setup(self) -> dict[str, Any]:
         """What the requester needs: parameters, encodings, layout sizes, mask bits."""
@@ -240,7 +242,7 @@ class CkksHolder:
         scales = self._noise_scales(dp)
         out_groups, suppressed = [], []
         it = iter(raw)
-        self.counts_seen: list[int] = []
+        self.counts_seen = []
         for a in range(n_acc):
             if a in empty:
                 totals = np.zeros((self.n_groups, len(self.fields)))

@@ -145,6 +145,8 @@ class PaillierHolder:
                 specs.append(FieldSpec(f.name, lb, True))
         self.layout = SlotLayout(specs, n_groups, self.pk.plaintext_bits)
         self._km = self.key.material(encryptions=self.n_rows * self.layout.n_ciphertexts)
+        #: Exact per-(accumulator, group) counts this holder decrypted (its own knowledge).
+        self.counts_seen: list[int] = []
 
     def setup(self) -> dict[str, Any]:
         """What the requester needs to aggregate and unmask."""
@@ -183,7 +185,7 @@ class PaillierHolder:
             if m >> self.layout.used_bits(i % per):
                 raise CryptoError("an aggregate decrypts to an impossible count or width",
                                   hint="the peer's aggregate was not computed from our ciphertexts")
-        self.counts_seen: list[int] = []
+        self.counts_seen = []
         scales = self._noise_scales(dp)
         out_groups = []
         suppressed = []

@@ -133,8 +133,10 @@ def _check_peer_error(msg: Any, peer: str) -> None:
     cls = getattr(errs, str(err.get("error", "")), None)
     if not (isinstance(cls, type) and issubclass(cls, PcnodeError)):
         cls = ProtocolError
+    details = err.get("details") if isinstance(err.get("details"), dict) else {}
+    details = {str(k): v for k, v in details.items() if k not in ("message", "hint")}
     raise cls(f"{peer} refused: {err.get('message', 'no reason given')}",
-              hint=str(err.get("hint", "")), **(err.get("details") or {}))
+              hint=str(err.get("hint", "")), **details)
 
 
 def _dp_parts(fields: Sequence[Field], query: StatsQuery) -> int:
@@ -228,6 +230,7 @@ def run_holder(channel: Channel, keys: Sequence[bytes | str], columns: Mapping[s
     b = ecdh.new_scalar()
     order = np.random.default_rng(secrets.randbits(128)).permutation(n)
     own_error: list[BaseException] = []
+    stop = threading.Event()
 
     def own_rows() -> None:
         try:
@@ -237,6 +240,8 @@ def run_holder(channel: Channel, keys: Sequence[bytes | str], columns: Mapping[s
                 tasks.append((ecdh.hash_and_blind, ([skeys[i] for i in rows.tolist()], salt, b)))
                 tasks.append(holder.encrypt_task(rows))
             for i, res in enumerate(imap_chunks(_call, tasks, pool)):
+                if stop.is_set():
+                    return
                 if i % 2 == 0:
                     channel.send(T_B, res)
                 elif isinstance(holder, CkksHolder):
@@ -258,6 +263,9 @@ def run_holder(channel: Channel, keys: Sequence[bytes | str], columns: Mapping[s
             ab = ab[np.random.default_rng(secrets.randbits(128)).permutation(n_req)]
         for sl in _chunks(n_req, KEY_CHUNK):
             channel.send(T_AB, ab[sl])
+    except BaseException:
+        stop.set()
+        raise
     finally:
         worker.join()
     if own_error:

@@ -185,3 +185,15 @@ def test_sample_variance_and_nan_for_single_rows():
     assert res.to_rows()[0]["var:x"] == 2.0
     res, _ = run_stats(q, [b"a"], s_keys, cols)
     assert math.isnan(res.to_rows()[0]["var:x"])
+
+
+def test_gaussian_mechanism_and_histogram_noise():
+    s_keys, r_keys, cols, *_ = _data(8, 300, 300, 300, 1)
+    q = StatsQuery.parse("count,var:income,hist:income:0|50000|100000", epsilon=2.0,
+                         mechanism="gaussian", bounds="income=0:100000")
+    res, rep = run_stats(q, r_keys, s_keys, cols, accountant=EpsilonAccountant(4.0, budget_delta=1e-6))
+    assert rep.accountant.spent_delta == pytest.approx(1e-9)
+    (row,) = res.to_rows()
+    bins = [row[c] for c in res.columns if c.startswith("hist:")]
+    assert all(isinstance(b, int) and b >= 0 for b in bins)
+    assert abs(sum(bins) - 300) < 100 and row["var:income"] >= 0
