@@ -112,7 +112,7 @@ def export_bundle(ledger: Ledger, path: str | os.PathLike[str], *,
                 written += 1
             emit(_line({"type": "checkpoint", "checkpoint": cp.to_dict()}))
             hexdigest = digest.hexdigest()
-            sig = ledger._key.sign(BUNDLE_SIGNING_DOMAIN + bytes.fromhex(hexdigest))
+            sig = ledger._sign(BUNDLE_SIGNING_DOMAIN + bytes.fromhex(hexdigest))
             out.write(_line({"type": "signature", "digest": hexdigest, "signature": sig.hex()}))
             out.flush()
             os.fsync(out.fileno())

@@ -14,8 +14,10 @@ JSON object encoded like this, and only like this:
   ``\\u00xx`` (lower-case hex), everything else as raw UTF-8. Lone surrogates
   are rejected.
 
-For this value domain (no floats, safe integers) the output is identical to
-RFC 8785 (JCS), so any JCS implementation reproduces the bytes. Decoding
+For this value domain (no floats, safe integers) and ASCII object keys — every
+ledger object has only ASCII keys — the output is identical to RFC 8785
+(JCS), so any JCS implementation reproduces the bytes. (JCS sorts keys by
+UTF-16 code units; that differs from code points only for non-ASCII keys.) Decoding
 re-encodes and compares, so a non-canonical body never verifies.
 """
 

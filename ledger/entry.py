@@ -79,6 +79,11 @@ MAX_EXTRA_VALUE_CHARS = 65536
 EXTRA_KEY_PATTERN = re.compile(r"[a-z][a-z0-9_.\-]{0,63}")
 _DIGEST_PATTERN = re.compile(r"(?:[0-9a-f]{2}){16,64}")
 
+_COUNT, _DIGEST = 0, -1
+#: Per optional field: its text length limit (> 0), or _COUNT, or _DIGEST.
+_FIELD_RULES: dict[str, int] = {**TEXT_FIELDS, **dict.fromkeys(COUNT_FIELDS, _COUNT),
+                                **dict.fromkeys(DIGEST_FIELDS, _DIGEST)}
+
 _REQUIRED_KEYS = ("v", "index", "prev", "event", "time", "node")
 _ALL_KEYS = frozenset((*_REQUIRED_KEYS, *OPTIONAL_FIELDS, "extra"))
 
@@ -113,6 +118,14 @@ def _check_digest(name: str, value: Any) -> str:
     return value
 
 
+def _canonical_parties(value: Any) -> bool:
+    """True iff ``value`` is already the sorted, unique, comma-separated form."""
+    if type(value) is not str:
+        return False
+    names = value.split(",")
+    return names == sorted(set(names)) and all(NODE_PATTERN.fullmatch(n) for n in names)
+
+
 def _check_extra(extra: Any) -> dict[str, Scalar]:
     if extra is None:
         return {}
@@ -125,7 +138,7 @@ def _check_extra(extra: Any) -> dict[str, Scalar]:
         if not isinstance(key, str) or not EXTRA_KEY_PATTERN.fullmatch(key):
             raise InvalidInput(f"extra key {key!r} is not valid",
                                hint="use lower-case words: letters, digits, '_', '.', '-'")
-        if key == PARTIES_KEY and value is not None:
+        if key == PARTIES_KEY and value is not None and not _canonical_parties(value):
             value = format_parties(parse_parties(value))
         if isinstance(value, float):
             raise InvalidInput(f"extra[{key!r}] is a float; floats have no canonical encoding",
@@ -154,8 +167,17 @@ def validate_fields(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     """
     out: dict[str, Any] = {}
     extra: dict[str, Scalar] = {}
+    rules = _FIELD_RULES
     for name, value in fields.items():
-        if name == "extra":
+        # fast paths for the common, valid cases (this runs on every append)
+        rule = rules.get(name)
+        kind = type(value)
+        if rule is not None and rule > 0 and kind is str and len(value) <= rule \
+                and name != "peer":
+            out[name] = value
+        elif rule == _COUNT and kind is int and 0 <= value <= MAX_SAFE_INT:
+            out[name] = value
+        elif name == "extra":
             extra = _check_extra(value)
         elif value is None:
             continue
@@ -273,7 +295,6 @@ class Entry:
 
 _REQUIRED_SET = frozenset(_REQUIRED_KEYS)
 _OPTIONAL_SET = frozenset(OPTIONAL_FIELDS)
-_COUNT_SET = frozenset(COUNT_FIELDS)
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
 
 
@@ -309,15 +330,16 @@ def check_body(obj: dict[str, Any]) -> int:
     if type(node) is not str or not NODE_PATTERN.fullmatch(node):
         raise _bad("node name is not valid")
     time_us = parse_canonical_time(obj["time"])
-    for name in keys & _OPTIONAL_SET:
-        value = obj[name]
-        limit = TEXT_FIELDS.get(name)
-        if limit is not None:
-            if type(value) is not str or len(value) > limit:
-                raise _bad(f"field {name} is not text of at most {limit} characters")
+    for name, value in obj.items():
+        rule = _FIELD_RULES.get(name)
+        if rule is None:
+            continue  # a required key, checked above, or extra, checked below
+        if rule > 0:  # text of at most ``rule`` characters
+            if type(value) is not str or len(value) > rule:
+                raise _bad(f"field {name} is not text of at most {rule} characters")
             if name == "peer" and not all(NODE_PATTERN.fullmatch(p) for p in value.split(",")):
                 raise _bad("peer is not a node name or a comma-separated list of them")
-        elif name in _COUNT_SET:
+        elif rule == _COUNT:
             if type(value) is not int or not 0 <= value <= MAX_SAFE_INT:
                 raise _bad(f"field {name} is not a non-negative integer")
         elif type(value) is not str or not _DIGEST_PATTERN.fullmatch(value):

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pcnode.errors import InvalidInput, LedgerError, LedgerIntegrityError, PcnodeError
+from pcnode.errors import (
+    InternalError,
+    InvalidInput,
+    LedgerError,
+    LedgerIntegrityError,
+    PcnodeError,
+)
 
 from .checkpoint import Checkpoint
 from .ed25519 import make_checker
@@ -178,7 +184,10 @@ class Ledger:
             self._pending.append(request)
         with self._commit_lock:
             while not request.done:
-                self._commit_requests(self._take())
+                batch = self._take()
+                if not batch:  # pragma: no cover - our request is queued until done
+                    raise InternalError("an append was lost from the commit queue")
+                self._commit_requests(batch)
         if request.error is not None:
             raise request.error
         assert request.entry is not None
@@ -416,6 +425,10 @@ class Ledger:
                                     tuple(tree.consistency_proof(old, new_size)))
 
     # --- receipts and verification -----------------------------------------------------
+
+    def _sign(self, message: bytes) -> bytes:
+        """Sign ``message`` with the node key (for bundle signatures; domain-separated)."""
+        return self._key.sign(message)
 
     def make_receipt(self, job_id: str, transcript_hash: str,
                      checkpoint: Checkpoint | None = None) -> Receipt:

@@ -5,7 +5,9 @@ Then every job that names several parties (``extra.parties`` or ``peer``) is
 rebuilt as a timeline across all bundles and checked:
 
 * **no_bundle** — a party of the job supplied no bundle;
-* **missing** — a party's ledger does not mention the job at all;
+* **missing** — a party's ledger does not mention a job that ran (was
+  started somewhere); a job refused before it started need not reach every
+  party, and is then listed with status ``absent`` there;
 * **incomplete** — a party started the job but recorded no end
   (``job.completed``, ``job.failed`` or ``job.denied``);
 * **status_mismatch** — one party completed the job, another failed/denied it;
@@ -30,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pcnode.errors import InvalidInput
+from pcnode.errors import InvalidInput, PcnodeError
 
 from .bundle import BundleReport, read_bundle_header, verify_bundle
 from .entry import Entry
@@ -38,6 +40,7 @@ from .events import (
     JOB_COMPLETED,
     JOB_DENIED,
     JOB_FAILED,
+    JOB_STARTED,
     RECEIPT_KEY,
     RECEIPT_RECEIVED,
 )
@@ -45,6 +48,9 @@ from .keys import PublicKeyLike, load_public_key
 from .merkle import HASH_SIZE, MerkleTree
 from .receipt import Receipt
 from .timefmt import format_time
+
+#: Events showing a job actually ran (beyond request and authorisation).
+RAN_EVENTS = frozenset({JOB_STARTED, JOB_COMPLETED})
 
 
 @dataclass
@@ -174,7 +180,12 @@ def replay(paths: Iterable[str | os.PathLike[str]],
     by_job: dict[str, dict[str, list[JobEvent]]] = defaultdict(lambda: defaultdict(list))
     for raw_path in paths:
         path = os.fspath(raw_path)
-        node = read_bundle_header(path)["node"]
+        try:
+            node = read_bundle_header(path)["node"]
+        except PcnodeError as exc:
+            findings.append(Finding("bundle_invalid", f"{path} cannot be read: {exc.message}",
+                                    details={"path": path}))
+            continue
         if any(b.node == node for b in bundles):
             findings.append(Finding("duplicate_bundle", f"two bundles are for node {node}; "
                                     f"only the first is used", party=node,
@@ -229,11 +240,18 @@ def _check_job(job_id: str, events_by_node: Mapping[str, list[JobEvent]], presen
     def add(kind: str, message: str, party: str | None = None, **details: Any) -> None:
         findings.append(Finding(kind, message, job_id, party, details))
 
+    # A job that ran (was started somewhere) must appear at every party; one that
+    # was refused or abandoned before starting may not have reached them all.
+    ran = any(e.event in RAN_EVENTS for e in timeline)
     for party in sorted(parties):
         if party not in present:
-            add("no_bundle", f"no bundle was supplied for party {party} of job {job_id}", party)
+            if ran:
+                add("no_bundle", f"no bundle was supplied for party {party} of job {job_id}",
+                    party)
         elif party not in events_by_node:
-            add("missing", f"job {job_id} is absent from the ledger of {party}", party)
+            if ran:
+                add("missing", f"job {job_id} is absent from the ledger of {party}", party)
+            status[party] = "absent"
     for node, st in sorted(status.items()):
         if st == "open":
             add("incomplete", f"{node} recorded job {job_id} but no completion or failure", node)

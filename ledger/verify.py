@@ -41,12 +41,13 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from pcnode.errors import InvalidInput, LedgerIntegrityError
+from pcnode.errors import InvalidInput, LedgerError, LedgerIntegrityError
 
-from .checkpoint import Checkpoint
+from .checkpoint import CHECKPOINT_SIGNING_DOMAIN, Checkpoint
 from .ed25519 import Checker, default_backend, make_checker
 from .encoding import _encoder
 from .entry import ENTRY_SIGNING_DOMAIN, check_body, decode_body
@@ -116,6 +117,8 @@ class _Chunk:
     claims: list[_Claim] = field(default_factory=list)
     nodes: dict[str, int] = field(default_factory=dict)
     open_signature_problem: Problem | None = None
+    last_stored: bytes = b""        # stored leaf hash of the last row
+    last_content_bad: bool = False  # the last row's content did not match it
 
 
 def _no_float(text: str) -> Any:
@@ -243,6 +246,7 @@ def _check_rows(records: Iterable[EntryRecord], start: int, check: Checker, node
             out.first_prev = body_prev
         prev_leaf, prev_stored, prev_content_bad = leaf, rec.leaf_hash, content_bad
         out.last_index = idx
+    out.last_stored, out.last_content_bad = prev_stored or b"", prev_content_bad
     out.open_signature_problem = open_sig
     return out
 
@@ -320,11 +324,16 @@ class _Assembler:
     def __init__(self, key: PublicKeyLike, node: str | None,
                  checkpoints: Sequence[tuple[str, Checkpoint]]) -> None:
         self.key = key
+        self.check = make_checker(key)
+        #: (tree size, root, signature) of checkpoints whose signature was checked
+        self.verified: set[tuple[int, bytes, bytes]] = {
+            (cp.tree_size, cp.root_hash, cp.signature) for _, cp in checkpoints}
         self.node = node
         self.problems: list[Problem] = []
         self.omitted = 0
         self.frontier = CompactRange()
         self.prev: _Chunk | None = None
+        self.next_index = 0  # index the next non-empty chunk should start with
         self.rows = 0
         self.size = 0
         self.nodes: dict[str, int] = {}
@@ -340,6 +349,15 @@ class _Assembler:
             self.omitted += 1
 
     def fold(self, chunk: _Chunk) -> None:
+        if chunk.rows and chunk.start > self.next_index:
+            # whole ranges with no rows at all (checked by no worker) between chunks
+            self.add_problem(Problem(
+                self.next_index, "index",
+                f"entries {self.next_index}..{chunk.start - 1} missing",
+                str(self.next_index), str(chunk.first_index),
+                "entries were deleted from the ledger"))
+        if chunk.last_index is not None:
+            self.next_index = chunk.last_index + 1
         prev = self.prev
         if prev is not None and prev.open_signature_problem is not None \
                 and chunk.first_prev is not None:
@@ -349,7 +367,8 @@ class _Assembler:
         if prev is not None and prev.last_index is not None and chunk.first_index is not None \
                 and chunk.first_index == prev.last_index + 1 and chunk.first_prev is not None:
             last_leaf = bytes(prev.leaves[-HASH_SIZE:]).hex()
-            if chunk.first_prev != last_leaf:
+            already_reported = prev.last_content_bad and chunk.first_prev == prev.last_stored.hex()
+            if chunk.first_prev != last_leaf and not already_reported:
                 self.add_problem(Problem(chunk.first_index, "link",
                                          f"entry {chunk.first_index} does not link to entry "
                                          f"{prev.last_index}", last_leaf, chunk.first_prev,
@@ -384,8 +403,11 @@ class _Assembler:
         for label, cp in self.targets.pop(size):
             self.checked += 1
             if isinstance(cp, _Claim):
+                known = (cp.tree_size, cp.root, cp.signature)
                 signed = Checkpoint(cp.node, cp.tree_size, cp.root, cp.time, cp.signature)
-                if not signed.is_valid(self.key):
+                if known in self.verified:  # the same checkpoint, already checked as stored
+                    pass
+                elif not self.check(cp.signature, CHECKPOINT_SIGNING_DOMAIN + signed.body()):
                     self.add_problem(Problem(cp.entry_index, "checkpoint",
                                              f"checkpoint entry {cp.entry_index} has a bad "
                                              "signature", f"signature by key {key_id(self.key)}",
@@ -521,9 +543,13 @@ def verify_store(store: LedgerStore, public_key: PublicKeyLike,
     size = chunk_rows or max(MIN_CHUNK_ROWS, math.ceil(rows / (workers * 4)))
     bounds_list = [(a, min(a + size, hi)) for a in range(lo, hi, size)]
     ctx = multiprocessing.get_context("spawn")  # gRPC-safe: never fork a gRPC process
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(_verify_range, store.reopen_url, a, b, max(a, 0), key_raw, node,
-                               backend) for a, b in bounds_list]
-        for fut in futures:
-            asm.fold(fut.result())
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_verify_range, store.reopen_url, a, b, max(a, 0), key_raw,
+                                   node, backend) for a, b in bounds_list]
+            for fut in futures:
+                asm.fold(fut.result())
+    except BrokenProcessPool:
+        raise LedgerError("a verify worker process died (out of memory?)",
+                          hint="retry with workers=1") from None
     return asm.finish(started, backend, workers, checkpoint)

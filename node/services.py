@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import functools
 import getpass
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from node import config as node_config
 from node.identity import PeerIdentity, load_certificate, load_signing_key, verify_node_certificate
+
+if TYPE_CHECKING:
+    from ledger import Ledger
+    from node.catalog import Catalog
+    from node.transport.client import PeerClient
 
 
 class NodeServices:
@@ -59,20 +66,31 @@ class NodeServices:
         return verify_node_certificate(self.config.tls_cert.read_bytes(), self.ca_certificate)
 
     @functools.cached_property
-    def ledger(self):
+    def ledger(self) -> Ledger:
         """The node's audit ledger (opened on first use)."""
         from ledger import Ledger, open_store
 
         return Ledger(open_store(self.config.ledger_url), self.signing_key, self.name)
 
     @functools.cached_property
-    def catalog(self):
+    def catalog(self) -> Catalog:
         """The dataset catalog, applications and grants (opened on first use)."""
         from node.catalog import Catalog
 
         return Catalog(self.config.catalog_url, ledger=self.ledger, node=self.name)
 
-    def peer(self, name: str):
+    @functools.cached_property
+    def pool(self) -> ProcessPoolExecutor:
+        """One process pool (spawn start method: gRPC is not fork-safe) for CPU-heavy protocol work.
+
+        Started on first use and shared by every job this process runs, so each
+        job does not pay interpreter start-up for its workers.
+        """
+        from protocols.he.pool import spawn_pool
+
+        return spawn_pool()
+
+    def peer(self, name: str) -> PeerClient:
         """An mTLS client for the configured peer ``name``."""
         from node.transport.client import PeerClient
 
@@ -84,6 +102,9 @@ class NodeServices:
             obj = self.__dict__.pop(attr, None)
             if obj is not None and hasattr(obj, "close"):
                 obj.close()
+        pool = self.__dict__.pop("pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _os_user() -> str:

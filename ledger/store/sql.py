@@ -32,9 +32,11 @@ _ZERO = bytes(HASH_SIZE)
 _ENTRY_COLUMNS = "idx, body, leaf_hash, signature, event, time_us, job_id, dataset, peer"
 
 
+_make_record = EntryRecord._make
+
+
 def _record(row: Sequence[Any]) -> EntryRecord:
-    return EntryRecord(int(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]), row[4],
-                       int(row[5]), row[6], row[7], row[8])
+    return _make_record(row)  # both drivers return int and bytes for these columns
 
 
 class SqlStore(LedgerStore):
@@ -263,8 +265,7 @@ class SqlStore(LedgerStore):
         while left is None or left > 0:
             batch = READ_BATCH if left is None else min(READ_BATCH, left)
             rows = self._query(sql, [*params, batch])
-            for row in rows:
-                yield _record(row)
+            yield from map(_make_record, rows)
             if len(rows) < batch:
                 return
             if left is not None:

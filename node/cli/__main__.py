@@ -2,4 +2,5 @@
 
 from node.cli.main import main
 
-main()
+if __name__ == "__main__":  # spawn-started pool workers import this module as __mp_main__
+    main()

@@ -102,7 +102,8 @@ def write_psi_output(path: str, result: object) -> None:
               show_default=True, help="ckks: fast, approximate; paillier: exact")
 @click.option("--epsilon", type=float, default=None, help="differential privacy budget for this query")
 @click.option("--clip", default=None, help="value bounds for DP, e.g. income=0:1000000,tax=0:50000")
-@click.option("--decimals", type=int, default=6, show_default=True, help="precision of released values")
+@click.option("--decimals", type=int, default=2, show_default=True,
+              help="declared precision: values are fixed-point at this many decimals and released rounded")
 @click.option("--out", type=click.Path(dir_okay=False), help="write one CSV row per group")
 @json_option
 def stats(home: str, peer: str, dataset: str, peer_dataset: str, agg: str, group_by: str | None,

@@ -75,7 +75,7 @@ class PsiJob(JobKind):
                            collect_items=ctx.role == "requester")
         run = run_requester if ctx.role == "requester" else run_holder
         result = run(ctx.channels[peer], lambda: handle.iter_key_chunks(), params,
-                     progress=ctx.progress)
+                     pool=ctx.services.pool, progress=ctx.progress)
         if result.intersection is not None:
             h = hashlib.sha256()
             for item in sorted(map(str, result.intersection)):

@@ -79,7 +79,7 @@ class StatsJob(JobKind):
                 f"denied by rule 'dp': grant {grant.id} requires differential privacy",
                 hint="add --epsilon E (and --clip bounds) to the query",
                 rule="dp", grant_id=grant.id, dataset=dataset)
-        extra: dict[str, object] = {"k": grant.k}
+        extra: dict[str, object] = {"k": grant.k, "require_dp": grant.epsilon is not None}
         if query.dp is not None:
             services.catalog.spend_epsilon(grant.id, query.dp.epsilon, spec.job_id,
                                            user=services.user)
@@ -100,7 +100,7 @@ class StatsJob(JobKind):
             if query.group_by and query.group_side == "requester":
                 group = handle.read_columns([query.group_by])[query.group_by]
             ctx.progress("matching", 0, 1)
-            result = run_requester(channel, keys, query, group=group)
+            result = run_requester(channel, keys, query, group=group, pool=ctx.services.pool)
             ctx.progress("matching", 1, 1)
             body = json.dumps(result.to_json(), sort_keys=True, default=str).encode()
             return JobOutcome(summary=result.to_json(), result=result, rows_in=len(keys),
@@ -112,8 +112,11 @@ class StatsJob(JobKind):
         group = cols.pop(query.group_by) if query.group_by and query.group_side == "holder" else None
         values = {name: np.asarray(col, dtype=np.float64) for name, col in cols.items()}
         k = int(ctx.authorization.extra.get("k", 1))
+        # Requester grouping reaches here only if authorize() found 'intersection' rights.
         report = run_holder(channel, keys, values, group, query, k, p["backend"],
-                            allow_requester_grouping=query.group_side == "requester")
+                            allow_requester_grouping=query.group_side == "requester",
+                            require_dp=bool(ctx.authorization.extra.get("require_dp")),
+                            pool=ctx.services.pool)
         summary = {"intersection_size": report.intersection_size, "groups": len(report.group_counts),
                    "suppressed": report.suppressed, "rows": report.rows}
         return JobOutcome(summary=summary, rows_in=report.rows, rows_out=len(report.group_counts),

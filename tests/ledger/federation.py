@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def run_job(nodes: Mapping[str, Ledger], job_id: str, *,
     all_parties = sorted(parties or nodes)
     present = list(record_at or nodes)
     t = dict(transcripts or {})
+    agreed = hashlib.sha256(job_id.encode()).hexdigest()
     extra = {"parties": ",".join(all_parties), "kind": "psi"}
     receipts = {}
     for name in present:
@@ -41,10 +43,9 @@ def run_job(nodes: Mapping[str, Ledger], job_id: str, *,
             ledger.append("job.failed", status="failed", error="peer vanished", **common)
             continue
         ledger.append("job.completed", status="completed",
-                      transcript_hash=t.get(name, f"{hash(job_id) & (2**64 - 1):064x}"),
+                      transcript_hash=t.get(name, agreed),
                       rows_in=10, rows_out=3, **common)
-        receipts[name] = ledger.make_receipt(job_id, t.get(name,
-                                                          f"{hash(job_id) & (2**64 - 1):064x}"))
+        receipts[name] = ledger.make_receipt(job_id, t.get(name, agreed))
     skip = set(skip_receipts)
     for holder in receipts:
         for issuer, receipt in receipts.items():

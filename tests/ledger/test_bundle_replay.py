@@ -190,3 +190,27 @@ def test_export_errors(tmp_path: Path) -> None:
         read_bundle_header(tmp_path / "bank-a.db")
     with pytest.raises(LedgerError):
         read_bundle_header(tmp_path / "nothing.bundle")
+
+
+def test_job_refused_before_it_started_need_not_reach_every_party(tmp_path: Path) -> None:
+    nodes = make_nodes(tmp_path, NAMES)
+    extra = {"parties": ",".join(NAMES)}
+    nodes["bank-a"].append("job.requested", job_id="job-d", peer="gov", extra=extra)
+    nodes["bank-a"].append("job.failed", job_id="job-d", peer="gov", error="denied",
+                           extra=extra)
+    nodes["gov"].append("job.requested", job_id="job-d", peer="bank-a", extra=extra)
+    nodes["gov"].append("job.denied", job_id="job-d", peer="bank-a", extra=extra)
+    report = replay(export_all(nodes, tmp_path))
+    assert report.ok, [f.to_dict() for f in report.problems()]
+    (job,) = report.jobs
+    assert job.status == {"bank-a": "failed", "gov": "denied", "operator": "absent"}
+
+
+def test_unreadable_bundle_is_a_finding(tmp_path: Path) -> None:
+    nodes = make_nodes(tmp_path, ["bank-a"])
+    nodes["bank-a"].append("job.started", job_id="x")
+    paths = export_all(nodes, tmp_path)
+    junk = tmp_path / "junk.bundle"
+    junk.write_text("not json\n")
+    report = replay([*paths, junk])
+    assert ("bundle_invalid", None, None) in kinds(report)

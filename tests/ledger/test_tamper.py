@@ -231,3 +231,18 @@ def test_append_refuses_tampered_head(written: tuple[Ledger, Checkpoint],
     with open_store(store_url) as s, pytest.raises(Exception) as err:
         Ledger(s, key, "bank-a")
     assert err.value.details["index"] == last  # type: ignore[attr-defined]
+
+
+def test_checkpoint_entry_with_a_wrong_root(ledger: Ledger, key: Ed25519PrivateKey) -> None:
+    """A (buggy) node records a checkpoint entry whose root is not the log's: verify says so."""
+    fill(ledger, 5)
+    size, prev = ledger.store.head()
+    wrong = Checkpoint.create(key, "bank-a", size, bytes(32), 1_700_000_000_000_000)
+    record, _ = ledger._seal(size, prev, "checkpoint", wrong.time, {},
+                             {"tree_size": size, "root": wrong.root_hash.hex(),
+                              "signature": wrong.signature.hex()})
+    ledger.store.append([record], prev_hash=prev)
+    report = verify_store(ledger.store, key.public_key())
+    d = first(report)
+    assert (d["index"], d["check"]) == (5, "root")
+    assert d["expected"] == bytes(32).hex()

@@ -52,15 +52,23 @@ def test_parallel_finds_tampering_at_chunk_edges(big: tuple[str, Ed25519PrivateK
     edited = body.replace(b'"rows_in":', b'"rows_in":1')
     raw_sql(curl, "UPDATE ledger_entries SET body = ?, leaf_hash = ? WHERE idx = 499",
             (edited, hash_leaf(edited)))
-    raw_sql(curl, "DELETE FROM ledger_entries WHERE idx = 1500")
+    raw_sql(curl, "UPDATE ledger_entries SET body = ? WHERE idx = 999",  # edit, no re-hash
+            (bytes(raw_sql(curl, "SELECT body FROM ledger_entries WHERE idx = 998")[0][0]),))
+    raw_sql(curl, "DELETE FROM ledger_entries WHERE idx = 1200")
+    raw_sql(curl, "DELETE FROM ledger_entries WHERE idx >= 1500 AND idx < 2000")  # a whole range
+    raw_sql(curl, "DELETE FROM ledger_entries WHERE idx >= 2000 AND idx < 2050")  # a range start
     with open_store(curl) as store:
         report = verify_store(store, key.public_key(), workers=2, chunk_rows=CHUNK)
         serial = verify_store(store, key.public_key(), workers=1)
     got = [(e.details["index"], e.details["check"]) for e in report.errors]
     assert got[0] == (499, "signature")
     assert report.errors[0].details["expected"] == hash_leaf(body).hex()  # from entry 500
-    assert (1500, "index") in got
-    assert got == [(e.details["index"], e.details["check"]) for e in serial.errors]
+    assert (999, "content") in got
+    assert (1000, "link") not in got  # the edit is reported once, at 999, as in serial mode
+    assert {(1200, "index"), (1500, "index"), (2000, "index")} <= set(got)
+    want = [(e.details["index"], e.details["check"]) for e in serial.errors]
+    assert want[0] == got[0] and (1000, "link") not in want
+    assert {(999, "content"), (1200, "index"), (1500, "index")} <= set(want)
 
 
 def test_backends_agree() -> None:
