@@ -3,11 +3,21 @@
     .venv/bin/python scripts/bench_fl.py                 # CKKS 100k x (30+300), Paillier 10k x (10+20)
     .venv/bin/python scripts/bench_fl.py --quick         # small shapes, for a smoke run
     .venv/bin/python scripts/bench_fl.py --transport memory   # all parties as threads in one process
+    .venv/bin/python scripts/bench_fl.py --transport grpc     # three real nodes, loopback mTLS
 
 Transports are pluggable (``TRANSPORTS``): ``pipes`` runs each party in its own
 process (``spawn`` start method) joined by OS pipes, so the parties really run
-in parallel; ``memory`` runs them as threads over ``protocols.memory``. The
-lead adds a gRPC transport by registering another runner.
+in parallel; ``memory`` runs them as threads over ``protocols.memory``;
+``grpc`` runs the whole node path: a throwaway federation (CA, three node
+homes), the guest's and the host's data registered in their catalogs
+(Parquet), a standing ``fl`` grant with PSI mode ``both`` at the host, the host
+and the arbiter as ``pcnode serve`` subprocesses and the guest as this process
+starting an ``fl-train`` job (PSI alignment, training over mTLS gRPC streams,
+joint scoring, registries, ledgers). Its extra figures: setup seconds
+(registration; alignment and loading before epoch 1) and CPU seconds per
+epoch of each node process (the serve processes read from ``/proc``; the
+first figure also covers the alignment and loading, the PSI worker processes
+are not counted).
 
 Writes ``bench-results/fl.json`` and prints a table. Per-epoch times are the
 guest's wall-clock seconds per epoch (epoch 1 includes the one-time encoding
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -207,9 +218,114 @@ def run_memory(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r: res[names[r]] for r in names}
 
 
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _EpochClock:
+    """Progress sink of the guest's job: wall and CPU marks at the end of every epoch."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.marks: list[dict[str, float]] = []
+        self.start = self.mark()
+
+    def mark(self) -> dict[str, float]:
+        """Current wall time and CPU seconds of every process."""
+        out = {"wall": time.perf_counter(), "guest": time.process_time()}
+        out.update({role: _proc_cpu(pid) for role, pid in self.pids.items()})
+        return out
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        """Job progress ticks (ignored)."""
+
+    def epoch(self, n: int, total: int, loss: float | None) -> None:
+        """End of epoch ``n``."""
+        self.marks.append(self.mark())
+
+
+def run_grpc(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Three real nodes on loopback mTLS; the guest (this process) starts an fl-train job."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from node.catalog.sources import open_source
+    from node.jobs.fl_job import start_training
+    from node.models import ModelRegistry
+    from node.services import NodeServices
+    from tests.federation import make_federation, serve_process
+
+    p = cfg["params"]
+    guest, host, arbiter = p["guest"], p["hosts"][0], p["arbiter"]
+    root = Path(tempfile.mkdtemp(prefix="pcnode-bench-fl-"))
+    try:
+        fed = make_federation(root, [guest, host, arbiter])
+        xg, xh, y = _data("train", cfg["rows"], cfg["guest_cols"], cfg["host_cols"], cfg["seed"])
+        ids = np.array([f"r{i:07d}" for i in range(len(y))])
+        t0 = time.perf_counter()
+        gtab = {"id": ids, **{f"g{j}": xg[:, j] for j in range(xg.shape[1])}, "label": y}
+        pq.write_table(pa.table(gtab), root / "guest.parquet")
+        order = np.random.default_rng(cfg["seed"]).permutation(len(y))  # another row order
+        htab = {"id": ids[order], **{f"h{j}": xh[order, j] for j in range(xh.shape[1])}}
+        pq.write_table(pa.table(htab), root / "host.parquet")
+        del gtab, htab
+        gsvc, hsvc = NodeServices(fed.homes[guest]), NodeServices(fed.homes[host])
+        gsvc.catalog.register_dataset(code="G", name="guest", key="id", level="L2",
+                                      source=open_source(file=root / "guest.parquet"),
+                                      share="none", user="bench")
+        hsvc.catalog.register_dataset(code="H", name="host", key="id", level="L2",
+                                      source=open_source(file=root / "host.parquet"),
+                                      share="unconditional", user="bench")
+        hsvc.catalog.create_standing_grant(peer=guest, dataset="H", operations=["fl"],
+                                           purpose="benchmark", user="bench", psi_modes=["both"])
+        hsvc.close()
+        register_s = time.perf_counter() - t0
+        with serve_process(fed.homes[host]) as hproc, serve_process(fed.homes[arbiter]) as aproc:
+            clock = _EpochClock({"host": hproc.pid, "arbiter": aproc.pid})
+            outcome = start_training(
+                gsvc, hosts=[host], arbiter=arbiter, dataset="G", label="label",
+                host_datasets={host: "H"}, backend=p["backend"], epochs=p["epochs"],
+                batch_size=p["batch_size"], learning_rate=p["learning_rate"], l2=p["l2"],
+                tol=p["tol"], patience=p["patience"], seed=p["seed"], progress=clock,
+                timeout=1800.0)
+            end = clock.mark()
+        s = outcome.summary
+        gpart = ModelRegistry.for_services(gsvc).get(s["model_id"]).part.decode()
+        hpart = ModelRegistry(fed.homes[host] / "models").get(s["model_id"]).part.decode()
+        gsvc.close()
+        marks = [clock.start, *clock.marks]
+        first_wall = clock.marks[0]["wall"] - s["epoch_seconds"][0] if clock.marks else end["wall"]
+        out: dict[str, dict[str, Any]] = {}
+        for role in ("guest", "host", "arbiter"):
+            out[role] = {"cpu_seconds": end[role] - clock.start[role],
+                         "epoch_cpu_seconds": [round(b[role] - a[role], 3)
+                                               for a, b in itertools.pairwise(marks)]}
+        out["guest"].update(model=gpart, epoch_seconds=s["epoch_seconds"], losses=s["losses"],
+                            bytes=s["bytes"])
+        out["host"]["model"] = hpart
+        out["_node"] = {"register_s": round(register_s, 2),
+                        "align_and_load_s": round(first_wall - clock.start["wall"], 2),
+                        "score_and_save_s": round(end["wall"] - clock.marks[-1]["wall"], 2)
+                        if clock.marks else None,
+                        "guest_stage_seconds": s.get("seconds"),
+                        "rows_aligned": s["rows_aligned"], "job_id": outcome.job_id,
+                        "train_auc_reported_by_job": s["train"]["auc"] if s["train"] else None}
+        return out
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 TRANSPORTS: dict[str, Callable[[dict[str, Any]], dict[str, dict[str, Any]]]] = {
     "pipes": run_pipes,
     "memory": run_memory,
+    "grpc": run_grpc,
 }
 
 
@@ -234,6 +350,7 @@ def bench_vertical(name: str, backend: str, rows: int, guest_cols: int, host_col
     t0 = time.perf_counter()
     res = TRANSPORTS[transport](cfg)
     wall = time.perf_counter() - t0
+    node_extra = res.pop("_node", None)
     xg, xh, y = _data("train", rows, guest_cols, host_cols, seed)
     gm = GuestModel.from_bytes(res["guest"]["model"].encode())
     hm = HostModel.from_bytes(res["host"]["model"].encode())
@@ -256,6 +373,7 @@ def bench_vertical(name: str, backend: str, rows: int, guest_cols: int, host_col
         "losses": [round(v, 5) for v in res["guest"]["losses"]],
         "bytes_guest": res["guest"]["bytes"],
         "auc_federated": round(float(fed_auc), 4), "auc_sklearn": round(float(sk_auc), 4),
+        **({"node": node_extra} if node_extra else {}),
     }
 
 
@@ -267,8 +385,12 @@ def main() -> None:
     ap.add_argument("--paillier-epochs", type=int, default=2)
     ap.add_argument("--skip-paillier", action="store_true")
     ap.add_argument("--skip-ckks", action="store_true")
-    ap.add_argument("--out", default="bench-results/fl.json")
+    ap.add_argument("--out", help="JSON file to write [default: bench-results/fl.json for "
+                    "pipes, bench-results/fl_<transport>.json otherwise]")
     args = ap.parse_args()
+    if args.out is None:
+        suffix = "" if args.transport == "pipes" else f"_{args.transport}"
+        args.out = f"bench-results/fl{suffix}.json"
     if args.quick:
         cases = [("ckks-quick", "ckks", 5000, 10, 40, 2, 1024),
                  ("paillier-quick", "paillier", 300, 3, 5, 1, 150)]

@@ -26,6 +26,7 @@ def _register_commands() -> None:
     """Import the command modules; each adds its commands to ``cli``."""
     from node.cli import (  # noqa: F401 - imported for their side effect
         catalog_cmds,
+        fl_cmds,
         identity_cmds,
         job_cmds,
         ledger_cmds,
