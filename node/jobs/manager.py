@@ -15,6 +15,7 @@ from node.services import NodeServices
 from pcnode.errors import (
     AlreadyExists,
     AuthenticationError,
+    Cancelled,
     ChannelTimeout,
     NotFound,
     PcnodeError,
@@ -42,6 +43,7 @@ class InboundJob:
     state: str = "opened"
     error: str = ""
     finished_at: float = 0.0
+    cancelled: str = ""
 
 
 class JobManager:
@@ -51,6 +53,9 @@ class JobManager:
         self.services = services
         self._jobs: dict[str, InboundJob] = {}
         self._seen: set[str] = set()
+        #: Jobs refused here (id -> reason): a peer's stream for one is refused at
+        #: once instead of waiting for a job that will never open.
+        self._refused: dict[str, str] = {}
         self._cond = threading.Condition()
 
     def open(self, caller: PeerIdentity, spec_bytes: bytes, signature: bytes) -> JobSpec:
@@ -77,6 +82,9 @@ class JobManager:
         try:
             auth = kind.authorize(self.services, spec, role)
         except PcnodeError as exc:
+            with self._cond:
+                self._refused[spec.job_id] = str(exc.details.get("rule", type(exc).__name__))
+                self._cond.notify_all()
             fields = job_fields(self.services, spec, Authorization(
                 grant_id=str(exc.details.get("grant_id", "")),
                 dataset=str(exc.details.get("dataset", ""))))
@@ -106,6 +114,8 @@ class JobManager:
             deadline = time.monotonic() + LINK_WAIT_S
             with job.cond:
                 while not all(p in job.links for p in spec.others(me)):
+                    if job.cancelled:
+                        raise Cancelled(f"job cancelled before it started: {job.cancelled}")
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         missing = [p for p in spec.others(me) if p not in job.links]
@@ -117,8 +127,9 @@ class JobManager:
         except BaseException as exc:
             started = job.state == "running"  # run_party already wrote job.failed
             job.state, job.error = "failed", type(exc).__name__
+            text = str(exc) if isinstance(exc, PcnodeError) else type(exc).__name__
             for ch in job.links.values():
-                ch.cancel(f"{me} failed: {type(exc).__name__}")
+                ch.cancel(f"{me} failed: {text}"[:300])
             if not started:
                 self.services.ledger.append(
                     "job.failed", status="failed", error=str(exc)[:500],
@@ -133,6 +144,10 @@ class JobManager:
         deadline = time.monotonic() + LINK_WAIT_S
         with self._cond:
             while job_id not in self._jobs:
+                if job_id in self._refused:
+                    raise PermissionDenied(f"job was refused at {self.services.name} "
+                                           f"(rule {self._refused[job_id]})",
+                                           rule=self._refused[job_id])
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise NotFound("no such job here", hint="the job was never opened at this node")
@@ -156,6 +171,9 @@ class JobManager:
             job = self._jobs.get(job_id)
         if job is None or caller.name not in job.spec.parties:
             raise NotFound("no such job here")
+        with job.cond:
+            job.cancelled = f"cancelled by {caller.name}: {reason}"
+            job.cond.notify_all()
         for ch in list(job.links.values()):
             ch.cancel(f"cancelled by {caller.name}: {reason}")
 

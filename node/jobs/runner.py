@@ -73,7 +73,7 @@ def run_party(
         outcome.job_id = spec.job_id
         outcome.transcript_hash = transcript.finalize(spec.job_id, me, channels)
     except BaseException as exc:
-        reason = f"{me} failed: {type(exc).__name__}"
+        reason = f"{me} failed: {_error_text(exc)}"[:300]
         for ch in channels.values():
             ch.cancel(reason)
         ledger.append(
