@@ -194,6 +194,7 @@ def run_steps() -> None:
                      "--peer-dataset", "TAX-RESIDENTS-2026", "--mode", "cardinality", check=False)
     expect_refusal(refused, "rule 'revoked'")
 
+    fl_steps()
     ledger_steps()
 
 
@@ -208,11 +209,80 @@ def extra_steps() -> None:
                       "--agg", "count,mean:annual_income", "--group-by", "district",
                       "--backend", backend, "--out", DEMO / f"stats_{backend}.csv")
         check_against_plaintext(backend, DEMO / f"stats_{backend}.csv", expected)
-    fl_steps()
+
+
+#: Host features tax grants for the credit model, and the training settings.
+FL_HOST_FEATURES = "annual_income,tax_paid,social_insurance_months"
+FL_EPOCHS = 10
+FL_LEARNING_RATE = 0.3
+FL_BATCH = 1024
 
 
 def fl_steps() -> None:
-    """Federated learning steps (added when the FL job lands)."""
+    """Vertical federated LR: bank (guest, labels), tax (host, features), operator (arbiter)."""
+    section("11. A new application: federated modelling (fl) on three tax columns")
+    app = json.loads(pcnode("apply", home("bank"), "--peer", "tax", "--dataset",
+                            "TAX-RESIDENTS-2026", "--ops", "fl", "--columns", FL_HOST_FEATURES,
+                            "--purpose", "credit model for small-business loans", "--days", 30,
+                            "--json").stdout)
+    pcnode("approve", home("tax"), app.get("id") or app.get("application_id"), "--quota", 10,
+           "--psi-modes", "both", "--reason", "modelling approved; alignment by PSI mode both")
+
+    section("12. Train the credit model: bank + tax + operator (CKKS, arbiter holds the key)")
+    rows = count_common_rows()
+    l2 = 1.0 / rows  # the regularisation of sklearn's default C=1 on the joined rows
+    proc = pcnode("fl", "train", home("bank"), "--role", "guest", "--hosts", "tax",
+                  "--arbiter", "operator", "--dataset", "BANK-APPLICANTS",
+                  "--peer-dataset", "tax:TAX-RESIDENTS-2026", "--label", "default",
+                  "--epochs", FL_EPOCHS, "--batch-size", FL_BATCH,
+                  "--learning-rate", FL_LEARNING_RATE, "--l2", l2, "--tol", 0,
+                  "--backend", "ckks", "--json")
+    trained = json.loads(proc.stdout)
+    federated = trained["train"]["auc"]
+    central = centralised_auc()
+    console.print(f"  federated AUC {federated:.4f} vs centralised training on the joined "
+                  f"plaintext {central:.4f} (difference {abs(federated - central):.4f})")
+    if abs(federated - central) > 0.01:
+        raise SystemExit("federated AUC is not within 0.01 of centralised training")
+
+    section("13. Score applicants jointly with the split model")
+    pcnode("fl", "predict", home("bank"), "--model", trained["model_id"], "--dataset",
+           "BANK-APPLICANTS", "--out", DEMO / "credit_scores.csv")
+
+
+def _joined() -> tuple[list[list[float]], list[int]]:
+    """Features (bank's numeric + tax's granted) and labels of the common rows, in plaintext."""
+    import csv
+
+    data = DEMO / "data"
+    with open(data / "tax_residents.csv") as fh:
+        tax = {r["resident_id"]: [float(r[c]) for c in FL_HOST_FEATURES.split(",")]
+               for r in csv.DictReader(fh)}
+    x, y = [], []
+    with open(data / "bank_applicants.csv") as fh:
+        for r in csv.DictReader(fh):
+            if r["applicant_id"] in tax:
+                x.append([float(r["age"]), float(r["loan_amount"]), float(r["credit_inquiries"]),
+                          *tax[r["applicant_id"]]])
+                y.append(int(r["default"]))
+    return x, y
+
+
+def count_common_rows() -> int:
+    """How many applicants tax also knows (the demo can see both files)."""
+    return len(_joined()[1])
+
+
+def centralised_auc() -> float:
+    """sklearn's LogisticRegression (C=1) on the joined, standardised plaintext: the reference."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _joined()
+    xs = StandardScaler().fit_transform(x)
+    model = LogisticRegression(C=1.0, max_iter=5000).fit(xs, y)
+    return float(roc_auc_score(y, model.predict_proba(xs)[:, 1]))
 
 
 def plaintext_mean_income_by_district() -> dict[str, tuple[int, float]]:

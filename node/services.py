@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import weakref
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,15 @@ if TYPE_CHECKING:
     from node.transport.client import PeerClient
 
 
+_open_services: weakref.WeakSet[NodeServices] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Close every NodeServices this process opened (the CLI calls this before exiting)."""
+    for services in list(_open_services):
+        services.close()
+
+
 class NodeServices:
     """Lazily opened services of one node: config, keys, ledger, catalog, peer clients."""
 
@@ -32,6 +42,7 @@ class NodeServices:
         self._config = node_config.load(home)
         self._config_mtime = self._config.path.stat().st_mtime_ns
         self.user = user or _os_user()
+        _open_services.add(self)
 
     @property
     def config(self) -> node_config.NodeConfig:
@@ -104,7 +115,9 @@ class NodeServices:
                 obj.close()
         pool = self.__dict__.pop("pool", None)
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # wait for the workers to exit, or the interpreter's own exit hook
+            # later writes to the pool's closed wake-up pipe
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _os_user() -> str:

@@ -60,3 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         os._exit(0)
+    finally:
+        from node.services import close_all
+
+        close_all()
