@@ -109,3 +109,13 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def pcnode(*args: object, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the `pcnode` CLI in a subprocess; with ``check``, fail with its output on a non-zero exit."""
+    proc = subprocess.run([sys.executable, "-m", "node.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pcnode {args} failed (exit {proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -44,9 +44,18 @@ class JobSpec:
     params: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
     timeout: float = 300.0
+    #: The exact bytes a peer sent, when parsed from the wire: the signature
+    #: covers these, never a re-serialisation (3600 and 3600.0 differ as JSON).
+    wire: bytes | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "created", float(self.created))
+        object.__setattr__(self, "timeout", float(self.timeout))
 
     def to_bytes(self) -> bytes:
-        """Canonical JSON (sorted keys, no whitespace)."""
+        """Canonical JSON (sorted keys, no whitespace); the received bytes for a parsed spec."""
+        if self.wire is not None:
+            return self.wire
         return json.dumps(
             {"job_id": self.job_id, "kind": self.kind, "initiator": self.initiator,
              "parties": self.parties, "params": self.params, "created": self.created,
@@ -62,7 +71,7 @@ class JobSpec:
             spec = cls(job_id=str(raw["job_id"]), kind=str(raw["kind"]),
                        initiator=str(raw["initiator"]), parties=dict(raw["parties"]),
                        params=dict(raw.get("params", {})), created=float(raw["created"]),
-                       timeout=float(raw.get("timeout", 300.0)))
+                       timeout=float(raw.get("timeout", 300.0)), wire=bytes(data))
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"malformed job spec: {exc}",
                                hint="the initiator runs an incompatible pcnode") from None

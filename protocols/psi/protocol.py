@@ -289,11 +289,11 @@ class _Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._own_pool is not None:
-            self._own_pool.shutdown(wait=True, cancel_futures=True)
         if exc is not None and not isinstance(exc, (Cancelled, PeerUnavailable)):
             # Stop the peer promptly instead of letting it wait for a timeout.
             self.ch.cancel(f"PSI {self.role} stopped: {type(exc).__name__}")
+        if self._own_pool is not None:
+            self._own_pool.shutdown(wait=True, cancel_futures=True)
 
     # -- progress -------------------------------------------------------------------
 

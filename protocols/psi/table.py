@@ -33,9 +33,15 @@ QUERY_BLOCK = 1 << 20
 
 
 def split_keys(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (hi, lo) uint64 key words of an (n, >=16) uint8 array, in byte-wise order."""
-    head = np.ascontiguousarray(points[:, :DIGEST_BYTES])
-    words = head.view(">u8").reshape(-1, 2)
+    """The (hi, lo) uint64 key words of an (n, >=16) uint8 array, in byte-wise order.
+
+    A C-contiguous (n, 16) or (n, 32) array is read through a strided view, so
+    the only copies made are the two native uint64 columns (16 B per row).
+    """
+    if points.flags.c_contiguous and points.shape[1] % 8 == 0:
+        words = points.view(">u8")
+    else:
+        words = np.ascontiguousarray(points[:, :DIGEST_BYTES]).view(">u8")
     return words[:, 0].astype(np.uint64), words[:, 1].astype(np.uint64)
 
 
@@ -54,20 +60,25 @@ class Dedup:
 
 def dedupe(points: np.ndarray, valid: np.ndarray, *, with_inverse: bool = True) -> Dedup:
     """Sort the valid rows of ``points`` by key and keep each key's first row."""
-    idx = np.flatnonzero(valid)
+    # When every row is valid (the usual case) work on ``points`` in place: a
+    # fancy-indexed copy would cost another 32 B per row at the peak.
+    idx = None if bool(np.all(valid)) else np.flatnonzero(valid)
+    count = len(points) if idx is None else int(idx.size)
     inverse = np.full(len(points), -1, dtype=np.int64) if with_inverse else None
-    if idx.size == 0:
+    if count == 0:
         return Dedup(rows=np.zeros(0, dtype=np.int64), duplicates=0, inverse=inverse)
-    hi, lo = split_keys(points[idx])
+    hi, lo = split_keys(points if idx is None else points[idx])
     order = np.lexsort((lo, hi))  # stable: equal keys keep ascending row order
-    shi, slo = hi[order], lo[order]
-    new = np.ones(idx.size, dtype=bool)
-    new[1:] = (shi[1:] != shi[:-1]) | (slo[1:] != slo[:-1])
-    del shi, slo, hi, lo
+    hi = hi[order]
+    lo = lo[order]
+    new = np.ones(count, dtype=bool)
+    new[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+    del hi, lo
     if inverse is not None:
-        inverse[idx[order]] = np.cumsum(new) - 1
-    rows = idx[order[new]]
-    return Dedup(rows=rows, duplicates=int(idx.size - rows.size), inverse=inverse)
+        where = order if idx is None else idx[order]
+        inverse[where] = np.cumsum(new) - 1
+    rows = order[new] if idx is None else idx[order[new]]
+    return Dedup(rows=rows.astype(np.int64), duplicates=count - int(rows.size), inverse=inverse)
 
 
 def sort_points(points: np.ndarray) -> np.ndarray:

@@ -29,20 +29,12 @@ from node.catalog.sources import open_source
 from node.models import ModelRegistry
 from node.services import NodeServices
 from protocols.fl.model import sigmoid
-from tests.federation import REPO, make_federation, serve_process, serving, wait_until
+from tests.federation import REPO, make_federation, pcnode, serve_process, serving, wait_until
 
 GUEST_COLS = 10
 EPOCHS = 3
 BATCH = 64
 LR = 0.3
-
-
-def pcnode(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "node.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"pcnode {args} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def _write(path: Path, header: list[str], rows) -> None:

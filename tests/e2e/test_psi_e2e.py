@@ -5,21 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import random
-import subprocess
-import sys
 
 import pytest
 
 from node.services import NodeServices
-from tests.federation import REPO, make_federation, serving
-
-
-def pcnode(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "node.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"pcnode {args} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from tests.federation import make_federation, pcnode, serving
 
 
 def _write(path, header, rows):

@@ -11,15 +11,7 @@ import sys
 import pytest
 
 from node.services import NodeServices
-from tests.federation import REPO, make_federation, serve_process, wait_until
-
-
-def pcnode(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "node.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args}: {proc.stdout}\n{proc.stderr}")
-    return proc
+from tests.federation import REPO, make_federation, pcnode, serve_process, wait_until
 
 
 def test_serve_answers_health_and_stops_on_sigterm(tmp_path):

@@ -80,3 +80,12 @@ def test_permission_denied_names_the_rule(fed):
         assert denied and denied[-1].extra.get("rule") == "columns"
         failed = [e for e in bank.ledger.entries() if e.event == "job.failed"]
         assert failed and "columns" in failed[-1].error
+
+
+def test_spec_signature_covers_the_bytes_sent_not_a_reserialisation(fed):
+    """An integer timeout (3600) must not break the signature check at the peer (3600.0)."""
+    with serving({n: fed.homes[n] for n in ("tax", "bank")}):
+        bank = NodeServices(fed.homes["bank"])
+        out = initiate(bank, "selftest", {"bank": "member", "tax": "member"}, {"length": 10},
+                       timeout=3600)
+        assert out.summary["check"] == "ok"

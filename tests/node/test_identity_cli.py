@@ -2,18 +2,8 @@
 
 import json
 import stat
-import subprocess
-import sys
 
-from tests.federation import REPO
-
-
-def pcnode(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "node.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO)
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stderr)
-    return proc
+from tests.federation import pcnode
 
 
 def test_init_creates_private_keys_0600_and_json_output(tmp_path):

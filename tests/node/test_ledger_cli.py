@@ -3,22 +3,12 @@
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
 from node.jobs.initiate import initiate
 from node.services import NodeServices
-from tests.federation import REPO, make_federation, serving, wait_until
-
-
-def pcnode(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "node.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO)
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stdout + proc.stderr)
-    return proc
+from tests.federation import make_federation, pcnode, serving, wait_until
 
 
 @pytest.fixture(scope="module")
