@@ -222,3 +222,53 @@ def models_cmd(home: str, as_json: bool) -> None:
                          "created"], out)
 
     emit(rows, as_json, human)
+
+
+@fl.command("horizontal")
+@home_argument
+@click.option("--parties", required=True, help="the other parties holding the same features, e.g. bank2")
+@click.option("--arbiter", required=True, help="the node holding the CKKS key, e.g. operator")
+@click.option("--dataset", required=True, help="our dataset code")
+@click.option("--peer-dataset", "peer_datasets", multiple=True, required=True,
+              help="PARTY:CODE for each other party (repeat, or comma-separate)")
+@click.option("--features", required=True, help="the shared feature columns, comma-separated")
+@click.option("--label", required=True, help="the shared 0/1 label column")
+@click.option("--rounds", type=click.IntRange(1, 10000), default=10, show_default=True)
+@click.option("--local-epochs", type=click.IntRange(1, 1000), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.1,
+              show_default=True)
+@click.option("--l2", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@json_option
+def horizontal_cmd(home: str, parties: str, arbiter: str, dataset: str,
+                   peer_datasets: tuple[str, ...], features: str, label: str, rounds: int,
+                   local_epochs: int, batch_size: int, learning_rate: float, l2: float,
+                   as_json: bool) -> None:
+    """Horizontal LR: every party trains locally; updates are summed under the arbiter's key."""
+    from node.jobs.initiate import initiate
+    from node.jobs.kinds import Authorization
+
+    services = NodeServices(home)
+    others = sorted(parse_peers(parties))
+    datasets = {services.name: dataset}
+    for item in _peer_items(peer_datasets):
+        party, _, code = item.partition(":")
+        if party not in others or not code:
+            raise InvalidInput(f"--peer-dataset {item!r}: expected PARTY:CODE for one of {others}")
+        datasets[party] = code
+    missing = [p for p in others if p not in datasets]
+    if missing:
+        raise InvalidInput(f"--peer-dataset missing for {', '.join(missing)}")
+    roles = {services.name: "party", **{p: "party" for p in others}, arbiter: "arbiter"}
+    params = {"datasets": datasets, "features": _columns(features), "label": label,
+              "rounds": rounds, "local_epochs": local_epochs, "batch_size": batch_size,
+              "learning_rate": learning_rate, "l2": l2}
+    with fl_progress(not as_json) as progress:
+        outcome = initiate(services, "fl-horizontal", roles, params,
+                           auth=Authorization(dataset=dataset), progress=progress)
+    s = outcome.summary
+    data = {"job_id": outcome.job_id, "transcript_hash": outcome.transcript_hash, **s}
+    emit(data, as_json, lambda: console.print(
+        f"horizontal FL job {outcome.job_id}: model [bold]{s['model_id']}[/] v{s['version']}, "
+        f"{s['rounds']} rounds on our {s['rows']} rows; losses "
+        + ", ".join(f"{v:.5f}" for v in s["losses"])))

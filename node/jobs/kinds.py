@@ -122,7 +122,8 @@ def get_kind(name: str) -> JobKind:
 def _load_builtin_kinds() -> None:
     import node.jobs.selftest  # noqa: F401
 
-    for module in ("node.jobs.psi_job", "node.jobs.stats_job", "node.jobs.fl_job"):
+    for module in ("node.jobs.psi_job", "node.jobs.stats_job", "node.jobs.fl_job",
+                   "node.jobs.fl_horizontal_job"):
         try:
             __import__(module)
         except ModuleNotFoundError as exc:
