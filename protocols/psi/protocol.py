@@ -45,7 +45,6 @@ from pcnode.errors import (
     Cancelled,
     InternalError,
     InvalidInput,
-    PcnodeError,
     PeerUnavailable,
     ProtocolError,
 )
@@ -396,10 +395,32 @@ class _Run:
         return res
 
 
-def _digests(chunks: Iterator[np.ndarray]) -> np.ndarray:
-    """Keep only the 16-byte keys of a stream of points, as one (n, 16) array."""
-    parts = [np.array(c[:, :DIGEST_BYTES]) for c in chunks]
-    return np.concatenate(parts) if parts else np.zeros((0, DIGEST_BYTES), np.uint8)
+def _digests(chunks: Iterator[np.ndarray], expected: int | None = None,
+             peer: str = "peer") -> np.ndarray:
+    """Keep only the 16-byte keys of a stream of points, as one (n, 16) array.
+
+    With ``expected`` the array is allocated once (no concatenation peak) and a
+    stream of any other length is a ProtocolError.
+    """
+    if expected is None:
+        parts = [np.array(c[:, :DIGEST_BYTES]) for c in chunks]
+        return np.concatenate(parts) if parts else np.zeros((0, DIGEST_BYTES), np.uint8)
+    out = np.empty((expected, DIGEST_BYTES), np.uint8)
+    n = 0
+    for c in chunks:
+        if n + len(c) > expected:
+            raise ProtocolError(
+                f"{peer} returned more double-blinded points than the {expected} we sent",
+                hint="the holder's PSI implementation is faulty or incompatible",
+            )
+        out[n : n + len(c)] = c[:, :DIGEST_BYTES]
+        n += len(c)
+    if n != expected:
+        raise ProtocolError(
+            f"{peer} returned {n} double-blinded points for our {expected}",
+            hint="the holder's PSI implementation is faulty or incompatible",
+        )
+    return out
 
 
 def _hello(params: PsiParams, salt: bytes) -> dict[str, Any]:
@@ -455,12 +476,8 @@ def _requester(run: _Run) -> PsiResult:
     theirs = _digests(run.blind_peer(TAG_HOLDER_BLINDED, ordered=True, digest=holder_stream))
     shuffled = mode in ("cardinality", "join")
     mine = _digests(recv_points(ch, TAG_REQUESTER_DOUBLE, run.timeout, ordered=shuffled,
-                                on_received=lambda k: run.tick("received", k, n_own)))
-    if len(mine) != n_own:
-        raise ProtocolError(
-            f"{ch.peer} returned {len(mine)} double-blinded points for our {n_own}",
-            hint="the holder's PSI implementation is faulty or incompatible",
-        )
+                                on_received=lambda k: run.tick("received", k, n_own)),
+                    expected=n_own, peer=ch.peer)
     common = dict(own_size=n_own, own_rows=own.own_rows, peer_size=len(theirs),
                   duplicates_dropped=own.duplicates, skipped=own.skipped)
     if mode in REQUESTER_LEARNS_ITEMS:
@@ -582,7 +599,6 @@ __all__ = [
     "MODES",
     "SALT_BYTES",
     "JoinHandle",
-    "PcnodeError",
     "Progress",
     "PsiParams",
     "PsiResult",

@@ -254,3 +254,15 @@ def test_a_silent_peer_times_out():
     with pytest.raises(ChannelTimeout):
         run_local({"r": lambda ch: run_requester(ch["s"], ["a"], p), "s": lambda ch: None},
                   network=net)
+
+
+def test_holder_returning_too_many_points_is_caught():
+    def holder(ch):
+        link = ch["r"]
+        link.recv_json(TAG_HELLO)
+        link.send_json(TAG_REPLY, {"ok": True})
+        link.send(TAG_HOLDER_BLINDED, np.zeros((0, 32), np.uint8))
+        link.send(TAG_REQUESTER_DOUBLE, np.concatenate([pt(4), pt(9), pt(16)]))
+
+    with pytest.raises(ProtocolError, match="more double-blinded points than the 2"):
+        run_against(holder)
