@@ -229,8 +229,8 @@ def fl_steps() -> None:
            "--psi-modes", "both", "--reason", "modelling approved; alignment by PSI mode both")
 
     section("12. Train the credit model: bank + tax + operator (CKKS, arbiter holds the key)")
-    rows = count_common_rows()
-    l2 = 1.0 / rows  # the regularisation of sklearn's default C=1 on the joined rows
+    x, y = _joined()
+    l2 = 1.0 / len(y)  # the regularisation of sklearn's default C=1 on the joined rows
     proc = pcnode("fl", "train", home("bank"), "--role", "guest", "--hosts", "tax",
                   "--arbiter", "operator", "--dataset", "BANK-APPLICANTS",
                   "--peer-dataset", "tax:TAX-RESIDENTS-2026", "--label", "default",
@@ -239,7 +239,7 @@ def fl_steps() -> None:
                   "--backend", "ckks", "--json")
     trained = json.loads(proc.stdout)
     federated = trained["train"]["auc"]
-    central = centralised_auc()
+    central = centralised_auc(x, y)
     console.print(f"  federated AUC {federated:.4f} vs centralised training on the joined "
                   f"plaintext {central:.4f} (difference {abs(federated - central):.4f})")
     if abs(federated - central) > 0.01:
@@ -268,18 +268,12 @@ def _joined() -> tuple[list[list[float]], list[int]]:
     return x, y
 
 
-def count_common_rows() -> int:
-    """How many applicants tax also knows (the demo can see both files)."""
-    return len(_joined()[1])
-
-
-def centralised_auc() -> float:
+def centralised_auc(x: list[list[float]], y: list[int]) -> float:
     """sklearn's LogisticRegression (C=1) on the joined, standardised plaintext: the reference."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.preprocessing import StandardScaler
 
-    x, y = _joined()
     xs = StandardScaler().fit_transform(x)
     model = LogisticRegression(C=1.0, max_iter=5000).fit(xs, y)
     return float(roc_auc_score(y, model.predict_proba(xs)[:, 1]))

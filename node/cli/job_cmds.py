@@ -70,22 +70,12 @@ def psi(home: str, peer: str, dataset: str, peer_dataset: str, mode: str, normal
 
 def write_psi_output(path: str, result: object) -> None:
     """Write the intersecting keys (one per line, with a header), or the count."""
-    import csv
-    import io
-
-    from node.files import atomic_write
-
-    buf = io.StringIO()
-    writer = csv.writer(buf)
     items = getattr(result, "intersection", None)
-    if items is not None:
-        writer.writerow(["key"])
-        for item in items:
-            writer.writerow([item.decode() if isinstance(item, bytes) else item])
+    if items is None:
+        write_rows_csv(path, [{"intersection_size": getattr(result, "size", "")}])
     else:
-        writer.writerow(["intersection_size"])
-        writer.writerow([getattr(result, "size", "")])
-    atomic_write(path, buf.getvalue().encode())
+        write_rows_csv(path, [{"key": i.decode() if isinstance(i, bytes) else i} for i in items],
+                       header=["key"])
 
 
 @cli.command()
@@ -142,16 +132,17 @@ def stats(home: str, peer: str, dataset: str, peer_dataset: str, agg: str, group
     emit(data, as_json, human)
 
 
-def write_rows_csv(path: str, rows: list[dict]) -> None:
-    """Write dict rows as CSV (header from the first row), atomically."""
+def write_rows_csv(path: str, rows: list[dict], header: list[str] | None = None) -> None:
+    """Write dict rows as CSV (header from the first row unless given), atomically."""
     import csv
     import io
 
     from node.files import atomic_write
 
     buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+    fields = header or (list(rows[0].keys()) if rows else [])
+    if fields:
+        writer = csv.DictWriter(buf, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     atomic_write(path, buf.getvalue().encode())

@@ -27,16 +27,15 @@ def ledger() -> None:
 
 def _public_key(cfg: node_config.NodeConfig):
     """The node's signing key, as certified by the federation CA (not as stored in HOME)."""
-    ident = verify_node_certificate(cfg.tls_cert.read_bytes(), load_certificate(cfg.ca_cert),
-                                    at=_cert_time(cfg.tls_cert))
-    return ident.signing_key
+    pem = cfg.tls_cert.read_bytes()
+    return verify_node_certificate(pem, load_certificate(cfg.ca_cert), at=_cert_time(pem)).signing_key
 
 
-def _cert_time(path: Path) -> dt.datetime:
+def _cert_time(pem: bytes) -> dt.datetime:
     """A moment inside the certificate's validity: audit of old logs ignores expiry."""
     from cryptography import x509
 
-    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    cert = x509.load_pem_x509_certificate(pem)
     return cert.not_valid_before_utc + dt.timedelta(seconds=1)
 
 
@@ -182,11 +181,7 @@ def replay_cmd(bundles: tuple[str, ...], ca_file: str | None, as_json: bool) -> 
             pem = (header.get("certificate") or "").encode()
             if not pem:
                 raise InvalidInput(f"{path}: bundle carries no certificate; replay without --ca")
-            from cryptography import x509
-
-            cert = x509.load_pem_x509_certificate(pem)
-            ident = verify_node_certificate(pem, ca, at=cert.not_valid_before_utc
-                                            + dt.timedelta(seconds=1))
+            ident = verify_node_certificate(pem, ca, at=_cert_time(pem))
             trusted[ident.name] = ident.signing_key
     report = replay(bundles, trusted_keys=trusted)
     data = report.to_dict()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,14 +42,3 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 def home_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The HOME positional argument shared by most commands."""
     return click.argument("home", type=click.Path(file_okay=False, path_type=str))(fn)
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Print one error line to stderr and exit."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def wraps_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Kept for symmetry; error handling happens once, in ``main``."""
-    return functools.wraps(fn)(fn)

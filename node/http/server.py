@@ -19,15 +19,7 @@ class HttpServer:
     """Runs ``node.http.app.create_app`` under waitress in a background thread."""
 
     def __init__(self, services: NodeServices) -> None:
-        try:
-            from node.http.app import create_app
-        except ModuleNotFoundError:  # TEMPORARY until the catalog HTTP app lands
-            from flask import Flask
-
-            def create_app(_services: NodeServices) -> Flask:  # type: ignore[misc]
-                app = Flask("pcnode")
-                app.add_url_rule("/healthz", "healthz", lambda: {"status": "ok"})
-                return app
+        from node.http.app import create_app
 
         cfg = services.config
         self._server = create_server(create_app(services), host=cfg.http_host,

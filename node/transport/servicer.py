@@ -16,7 +16,6 @@ from typing import Any
 
 import grpc
 
-from node import config as node_config
 from node.identity import PeerIdentity, verify_node_certificate
 from node.jobs.manager import JobManager
 from node.services import NodeServices
@@ -35,21 +34,8 @@ class NodeServicer(pb_grpc.NodeServicer):
     def __init__(self, services: NodeServices, jobs: JobManager) -> None:
         self.services = services
         self.jobs = jobs
-        self._peers_mtime = 0.0
-        self._peers: set[str] = set()
-        self._peers_lock = threading.Lock()
 
     # -- identity --------------------------------------------------------------------
-
-    def _configured_peers(self) -> set[str]:
-        """Peer names from node.toml, re-read when the file changes (``pcnode peer add``)."""
-        path = self.services.config.path
-        mtime = path.stat().st_mtime
-        with self._peers_lock:
-            if mtime != self._peers_mtime:
-                self._peers = set(node_config.load(self.services.config.home).peers)
-                self._peers_mtime = mtime
-            return self._peers
 
     def caller(self, context: grpc.ServicerContext) -> PeerIdentity:
         """The verified identity of the calling node, or UNAUTHENTICATED."""
@@ -59,7 +45,8 @@ class NodeServicer(pb_grpc.NodeServicer):
             if not pems:
                 raise AuthenticationError("no client certificate presented")
             identity = verify_node_certificate(pems[0], self.services.ca_certificate)
-            if identity.name not in self._configured_peers():
+            # services.config re-reads node.toml when it changes (``pcnode peer add``)
+            if identity.name not in self.services.config.peers:
                 raise AuthenticationError(
                     f"certificate for {identity.name!r} is valid but {identity.name!r} is not "
                     "a configured peer",

@@ -98,3 +98,12 @@ def test_unconfigured_name_is_unauthenticated_with_a_log_line(tax, tmp_path, cap
     assert status_for(err.value)[0] == "UNAUTHENTICATED"
     assert any("refused connection" in r.getMessage() and "mallory" in r.getMessage()
                for r in caplog.records)
+
+
+def test_peer_added_while_serving_is_accepted_without_restart(tax, tmp_path):
+    fed, port = tax
+    intruder = _intruder(tmp_path, "mallory", fed.ca_dir, port)
+    with pytest.raises(AuthenticationError):
+        intruder.peer("tax").list_catalog()
+    node_config.add_peer(fed.homes["tax"], "mallory", "127.0.0.1:9")
+    assert intruder.peer("tax").list_catalog() == []
