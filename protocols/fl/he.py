@@ -31,8 +31,10 @@ encryption of a polynomial that is uniform modulo ``q`` added to it, so what
 the arbiter decrypts is uniform, and the arbiter returns only the designated
 coefficients. Those are read with SEAL's CKKS decoder (the slots are the
 canonical embedding of the polynomial, so a designated coefficient is a fixed
-linear form of the slots), which costs about 2**9 absolute error on values of
-size 2**59; the fixed-point scales keep that far below the precision we need.
+linear form of the slots), which costs up to about 2**20 absolute error on
+values of size 2**59 (measured: median 2**18, max 2**19.9 over 240 decryptions);
+at 2**30 or more per unit that is below 1e-3 of one unit, far below what a
+gradient step needs.
 """
 
 from __future__ import annotations

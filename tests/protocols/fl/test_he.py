@@ -45,7 +45,9 @@ def test_plain_additions_and_encrypted_scalars(ckks):
     ops.add_sums(sums, ops.encrypt_sums(np.array([100.0]), he.ROW_BITS + 8))
     payload, state = ops.mask(ops.load_sums(ops.dump_sums(sums), 1))
     got = ops.unmask(state, key.decrypt_masked(payload), he.ROW_BITS + 8)
-    assert got[0] == pytest.approx(45 + 5 + 10 + 100, abs=1e-3)
+    # Decoding a masked (~2**59) value costs up to ~2**20 absolute at 2**30 per unit
+    # (measured max 2**19.9 over 240 decryptions; docs/FL.md): allow 4x that.
+    assert got[0] == pytest.approx(45 + 5 + 10 + 100, abs=2.0**22 / 2.0 ** (he.ROW_BITS + 8))
 
 
 def test_public_bytes_hold_no_secret_and_bad_bytes_are_refused(ckks):
