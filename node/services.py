@@ -27,12 +27,25 @@ if TYPE_CHECKING:
 
 
 _open_services: weakref.WeakSet[NodeServices] = weakref.WeakSet()
+#: Pools are held strongly: one whose NodeServices was already garbage-collected
+#: must still be shut down, or the interpreter's exit hook writes to its closed pipe.
+_open_pools: list[ProcessPoolExecutor] = []
+
+
+def _shutdown_pool(pool: ProcessPoolExecutor) -> None:
+    # wait for the workers to exit, or the interpreter's own exit hook
+    # later writes to the pool's closed wake-up pipe
+    pool.shutdown(wait=True, cancel_futures=True)
+    if pool in _open_pools:
+        _open_pools.remove(pool)
 
 
 def close_all() -> None:
-    """Close every NodeServices this process opened (the CLI calls this before exiting)."""
+    """Close every NodeServices and process pool this process opened (the CLI calls this on exit)."""
     for services in list(_open_services):
         services.close()
+    for pool in list(_open_pools):
+        _shutdown_pool(pool)
 
 
 class NodeServices:
@@ -99,7 +112,9 @@ class NodeServices:
         """
         from protocols.he.pool import spawn_pool
 
-        return spawn_pool()
+        pool = spawn_pool()
+        _open_pools.append(pool)
+        return pool
 
     def peer(self, name: str) -> PeerClient:
         """An mTLS client for the configured peer ``name``."""
@@ -115,9 +130,7 @@ class NodeServices:
                 obj.close()
         pool = self.__dict__.pop("pool", None)
         if pool is not None:
-            # wait for the workers to exit, or the interpreter's own exit hook
-            # later writes to the pool's closed wake-up pipe
-            pool.shutdown(wait=True, cancel_futures=True)
+            _shutdown_pool(pool)
 
 
 def _os_user() -> str:
