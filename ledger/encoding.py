@@ -19,12 +19,24 @@ ledger object has only ASCII keys — the output is identical to RFC 8785
 (JCS), so any JCS implementation reproduces the bytes. (JCS sorts keys by
 UTF-16 code units; that differs from code points only for non-ASCII keys.) Decoding
 re-encodes and compares, so a non-canonical body never verifies.
+
+**Speed.** The append path and the verifier encode or parse every entry, so
+both use ``orjson`` (about 1 µs to encode an entry body, against 11 to 16 µs for
+the standard library). orjson's output is used only when it contains no
+backslash: without escapes, orjson and the rules above write the same bytes
+(sorted ASCII keys, ``,``/``:`` separators, integers in decimal, raw UTF-8),
+so the two cannot differ. Any value that needs an escape is encoded by the
+standard-library encoder configured above, which is the reference. Parsing
+with orjson is safe for the same reason: the parsed value is re-encoded by
+the reference rules and compared byte for byte.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import orjson
 
 from pcnode.errors import InvalidInput
 
@@ -82,21 +94,23 @@ def canonical_json(value: dict[str, Any]) -> bytes:
     return _encoder.encode(value).encode("utf-8")
 
 
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS
+
+
 def encode_checked_value(value: dict[str, Any]) -> bytes:
     """Encode a value whose leaves were already validated (the ledger's own write path).
 
     Same bytes as :func:`canonical_json`, without re-walking the value; callers
-    must only pass dicts built from validated fields.
+    must only pass dicts built from validated fields. Raises ValueError (a
+    UnicodeEncodeError) for a lone surrogate.
     """
-    return _encoder.encode(value).encode("utf-8")
-
-
-def _no_float(text: str) -> Any:
-    raise ValueError(f"non-integer number {text}")
-
-
-def _no_constant(text: str) -> Any:
-    raise ValueError(f"constant {text}")
+    try:
+        out = orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: a type or value orjson will not write
+        out = b"\\"
+    if b"\\" in out:
+        return _encoder.encode(value).encode("utf-8")
+    return out
 
 
 def parse_canonical(data: bytes | str) -> dict[str, Any]:
@@ -108,8 +122,8 @@ def parse_canonical(data: bytes | str) -> dict[str, Any]:
     """
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     try:
-        value = json.loads(raw, parse_float=_no_float, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = orjson.loads(raw)
+    except ValueError as exc:  # orjson.JSONDecodeError, invalid UTF-8 included
         raise InvalidInput(f"not canonical JSON: {type(exc).__name__}",
                            hint="the bytes were altered or written by another encoder") from None
     if not isinstance(value, dict):

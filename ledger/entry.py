@@ -18,7 +18,7 @@ log (授权系统标识/授权操作员, 使用系统标识/使用用户, 访问
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -90,15 +90,55 @@ _ALL_KEYS = frozenset((*_REQUIRED_KEYS, *OPTIONAL_FIELDS, "extra"))
 Scalar = str | int | bool | None
 
 
+#: Names already found valid (event, node, peer, extra key, parties), so a
+#: verifier checks each distinct value against its pattern once, not once per
+#: entry. Cleared when full: a cache, not a limit.
+_VALID_NAMES: set[tuple[str, str]] = set()
+_VALID_NAMES_MAX = 4096
+
+
+def _valid_name(kind: str, value: str, valid: Callable[[str], bool]) -> bool:
+    key = (kind, value)
+    if key in _VALID_NAMES:
+        return True
+    if not valid(value):
+        return False
+    if len(_VALID_NAMES) >= _VALID_NAMES_MAX:
+        _VALID_NAMES.clear()
+    _VALID_NAMES.add(key)
+    return True
+
+
+def _is_node(value: str) -> bool:
+    return NODE_PATTERN.fullmatch(value) is not None
+
+
+def _is_event(value: str) -> bool:
+    return len(value) <= MAX_EVENT_CHARS and EVENT_PATTERN.fullmatch(value) is not None
+
+
+def _is_peer(value: str) -> bool:
+    return all(NODE_PATTERN.fullmatch(p) for p in value.split(","))
+
+
+def _is_extra_key(value: str) -> bool:
+    return EXTRA_KEY_PATTERN.fullmatch(value) is not None
+
+
+def _is_parties(value: str) -> bool:
+    names = value.split(",")
+    return bool(names) and names == sorted(set(names)) and all(map(_is_node, names))
+
+
 def _check_text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"field {name} must be text, not {type(value).__name__}")
     if len(value) > TEXT_FIELDS[name]:
         raise InvalidInput(f"field {name} is longer than {TEXT_FIELDS[name]} characters",
                            hint="shorten it or store a digest in params_digest")
-    if name == "peer":
+    if name == "peer" and not _valid_name("peer", value, _is_peer):
         for part in value.split(","):
-            check_node(part, "peer")
+            check_node(part, "peer")  # raises, naming the bad part
     return value
 
 
@@ -118,14 +158,6 @@ def _check_digest(name: str, value: Any) -> str:
     return value
 
 
-def _canonical_parties(value: Any) -> bool:
-    """True iff ``value`` is already the sorted, unique, comma-separated form."""
-    if type(value) is not str:
-        return False
-    names = value.split(",")
-    return names == sorted(set(names)) and all(NODE_PATTERN.fullmatch(n) for n in names)
-
-
 def _check_extra(extra: Any) -> dict[str, Scalar]:
     if extra is None:
         return {}
@@ -135,10 +167,11 @@ def _check_extra(extra: Any) -> dict[str, Scalar]:
         raise InvalidInput(f"extra has more than {MAX_EXTRA_KEYS} keys")
     out: dict[str, Scalar] = {}
     for key, value in extra.items():
-        if not isinstance(key, str) or not EXTRA_KEY_PATTERN.fullmatch(key):
+        if not isinstance(key, str) or not _valid_name("extra", key, _is_extra_key):
             raise InvalidInput(f"extra key {key!r} is not valid",
                                hint="use lower-case words: letters, digits, '_', '.', '-'")
-        if key == PARTIES_KEY and value is not None and not _canonical_parties(value):
+        if key == PARTIES_KEY and value is not None and not (
+                type(value) is str and _valid_name("parties", value, _is_parties)):
             value = format_parties(parse_parties(value))
         if isinstance(value, float):
             raise InvalidInput(f"extra[{key!r}] is a float; floats have no canonical encoding",
@@ -212,9 +245,10 @@ def entry_signing_message(leaf: bytes) -> bytes:
     return ENTRY_SIGNING_DOMAIN + leaf
 
 
-def sign_leaf(key: Ed25519PrivateKey, leaf: bytes) -> bytes:
-    """Sign an entry's leaf hash with the node key."""
-    return key.sign(entry_signing_message(leaf))
+def sign_leaf(key: Ed25519PrivateKey | Callable[[bytes], bytes], leaf: bytes) -> bytes:
+    """Sign an entry's leaf hash with the node key (or a signer from ``make_signer``)."""
+    sign = key.sign if isinstance(key, Ed25519PrivateKey) else key
+    return sign(entry_signing_message(leaf))
 
 
 @dataclass(frozen=True)
@@ -307,7 +341,8 @@ def check_body(obj: dict[str, Any]) -> int:
     """Check every key and value of a parsed body; return its time (µs).
 
     One flat pass with exact type checks (``True`` is not an int here): this
-    runs once per entry in a full verify, so it avoids per-field calls.
+    runs once per entry in a full verify, so it avoids per-field calls and
+    checks each distinct name (event, node, peer, extra key) only once.
     """
     keys = obj.keys()
     if not _REQUIRED_SET <= keys:
@@ -324,10 +359,10 @@ def check_body(obj: dict[str, Any]) -> int:
     if type(prev) is not str or not _HEX_HASH.fullmatch(prev):
         raise _bad("prev is not a 32-byte lower-case hex hash")
     event = obj["event"]
-    if type(event) is not str or len(event) > MAX_EVENT_CHARS or not EVENT_PATTERN.fullmatch(event):
+    if type(event) is not str or not _valid_name("event", event, _is_event):
         raise _bad("event name is not valid")
     node = obj["node"]
-    if type(node) is not str or not NODE_PATTERN.fullmatch(node):
+    if type(node) is not str or not _valid_name("node", node, _is_node):
         raise _bad("node name is not valid")
     time_us = parse_canonical_time(obj["time"])
     for name, value in obj.items():
@@ -337,7 +372,7 @@ def check_body(obj: dict[str, Any]) -> int:
         if rule > 0:  # text of at most ``rule`` characters
             if type(value) is not str or len(value) > rule:
                 raise _bad(f"field {name} is not text of at most {rule} characters")
-            if name == "peer" and not all(NODE_PATTERN.fullmatch(p) for p in value.split(",")):
+            if name == "peer" and not _valid_name("peer", value, _is_peer):
                 raise _bad("peer is not a node name or a comma-separated list of them")
         elif rule == _COUNT:
             if type(value) is not int or not 0 <= value <= MAX_SAFE_INT:
@@ -349,7 +384,7 @@ def check_body(obj: dict[str, Any]) -> int:
         if type(extra) is not dict or not 0 < len(extra) <= MAX_EXTRA_KEYS:
             raise _bad(f"extra is not a non-empty object of at most {MAX_EXTRA_KEYS} keys")
         for key, value in extra.items():
-            if not EXTRA_KEY_PATTERN.fullmatch(key):
+            if not _valid_name("extra", key, _is_extra_key):
                 raise _bad(f"extra key {key!r} is not valid")
             kind = type(value)
             if kind is str:
@@ -362,9 +397,7 @@ def check_body(obj: dict[str, Any]) -> int:
                 raise _bad(f"extra[{key!r}] is not a scalar")
         parties = extra.get(PARTIES_KEY)
         if parties is not None:
-            names = parties.split(",") if type(parties) is str else None
-            if not names or names != sorted(set(names)) \
-                    or not all(NODE_PATTERN.fullmatch(n) for n in names):
+            if type(parties) is not str or not _valid_name("parties", parties, _is_parties):
                 raise _bad("parties are not in canonical form (sorted, unique, comma-separated)")
     return time_us
 

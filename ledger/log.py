@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pcnode.errors import (
-    InternalError,
     InvalidInput,
     LedgerError,
     LedgerIntegrityError,
@@ -37,7 +36,7 @@ from pcnode.errors import (
 )
 
 from .checkpoint import Checkpoint
-from .ed25519 import make_checker
+from .ed25519 import make_checker, make_signer
 from .encoding import encode_checked_value
 from .entry import Entry, entry_signing_message, make_body, sign_leaf, validate_fields
 from .events import CHECKPOINT, RECEIPT_KEY, RECEIPT_RECEIVED, RESERVED_EVENTS, check_event, check_node
@@ -90,10 +89,15 @@ class Ledger:
         self.store = store
         self.node = check_node(node)
         self._key = signing_key
+        self._entry_signer = make_signer(signing_key)
         self.public_key = signing_key.public_key()
         self._clock = clock
+        #: Held while rows are written (appends, checkpoints, tree reads).
         self._commit_lock = threading.Lock()
-        self._queue_lock = threading.Lock()
+        #: Guards the queue and ``_leader``; waiters sleep on it until their
+        #: request is done or no leader is committing.
+        self._queue = threading.Condition(threading.Lock())
+        self._leader = False
         self._pending: deque[_Request] = deque()
         self._tree: MerkleTree | None = None
         self._head = store.head()
@@ -180,23 +184,43 @@ class Ledger:
         return self._submit(_Request(RECEIPT_RECEIVED, None, values, extra, receipt=receipt))
 
     def _submit(self, request: _Request) -> Entry:
-        with self._queue_lock:
+        """Queue ``request``; commit the queue if no other thread is, else wait for it.
+
+        The leader takes the whole queue, commits it in one transaction and
+        wakes everyone; a waiter whose request was in that batch returns at
+        once, and one whose request was not becomes the next leader.
+        """
+        queue = self._queue
+        with queue:
             self._pending.append(request)
-        with self._commit_lock:
             while not request.done:
-                batch = self._take()
-                if not batch:  # pragma: no cover - our request is queued until done
-                    raise InternalError("an append was lost from the commit queue")
-                self._commit_requests(batch)
+                if self._leader:
+                    queue.wait()
+                    continue
+                self._leader = True
+                batch = self._take_locked()
+                queue.release()
+                try:
+                    # An empty batch means a checkpoint's flush took our request
+                    # and is committing it: waiting for the lock waits for that.
+                    with self._commit_lock:
+                        self._commit_requests(batch)
+                finally:
+                    queue.acquire()
+                    self._leader = False
+                    queue.notify_all()
         if request.error is not None:
             raise request.error
         assert request.entry is not None
         return request.entry
 
+    def _take_locked(self) -> list[_Request]:
+        n = min(len(self._pending), MAX_BATCH)
+        return [self._pending.popleft() for _ in range(n)]
+
     def _take(self) -> list[_Request]:
-        with self._queue_lock:
-            n = min(len(self._pending), MAX_BATCH)
-            return [self._pending.popleft() for _ in range(n)]
+        with self._queue:
+            return self._take_locked()
 
     def _builder(self, batch: list[_Request]) -> Callable[[int, bytes], tuple[
             list[EntryRecord], CheckpointRecord | None, list[ReceiptRecord], list[Entry]]]:
@@ -230,13 +254,21 @@ class Ledger:
         except PcnodeError as exc:
             for req in batch:
                 req.error, req.done = exc, True
+            self._wake()
             return
         except BaseException as exc:
             for req in batch:
                 req.error, req.done = exc, True
+            self._wake()
             raise
         for req, entry in zip(batch, entries, strict=True):
             req.entry, req.done = entry, True
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake threads waiting for their requests (a checkpoint may have committed them)."""
+        with self._queue:
+            self._queue.notify_all()
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Entry]:
         """Append several ``(event, fields)`` entries in ONE transaction: all or none.
@@ -264,7 +296,7 @@ class Ledger:
         body = encode_checked_value(make_body(index, prev, event, time_us, self.node, fields,
                                                 extra))
         leaf = hash_leaf(body)
-        signature = sign_leaf(self._key, leaf)
+        signature = sign_leaf(self._entry_signer, leaf)
         record = EntryRecord(index, body, leaf, signature, event, time_us, fields.get("job_id"),
                              fields.get("dataset"), fields.get("peer"))
         entry = Entry(index=index, event=event, time=time_us, node=self.node, prev_hash=prev,

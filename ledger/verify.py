@@ -34,7 +34,6 @@ the leaves into the Merkle root.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import multiprocessing
 import os
@@ -45,11 +44,13 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from pcnode.errors import InvalidInput, LedgerError, LedgerIntegrityError
 
 from .checkpoint import CHECKPOINT_SIGNING_DOMAIN, Checkpoint
 from .ed25519 import Checker, default_backend, make_checker
-from .encoding import _encoder
+from .encoding import encode_checked_value
 from .entry import ENTRY_SIGNING_DOMAIN, check_body, decode_body
 from .events import CHECKPOINT
 from .keys import PublicKeyLike, key_id, public_key_raw
@@ -121,14 +122,6 @@ class _Chunk:
     last_content_bad: bool = False  # the last row's content did not match it
 
 
-def _no_float(text: str) -> Any:
-    raise ValueError("float")
-
-
-#: One decoder for the hot loop (json.loads with hooks builds a new one per call).
-_decoder = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_float)
-
-
 def _check_rows(records: Iterable[EntryRecord], start: int, check: Checker, node: str | None,
                 on_entry: Any = None, check_columns: bool = True) -> _Chunk:
     """Run every per-row check over ``records`` (expected to start at index ``start``).
@@ -141,8 +134,8 @@ def _check_rows(records: Iterable[EntryRecord], start: int, check: Checker, node
     problems = out.problems
     leaves = out.leaves
     nodes = out.nodes
-    loads = _decoder.decode
-    encode = _encoder.encode
+    loads = orjson.loads  # any correct parser: the value is re-encoded and compared below
+    encode = encode_checked_value
     domain = ENTRY_SIGNING_DOMAIN
     expect = start
     prev_leaf: bytes | None = None  # recomputed hash of the previous row
@@ -182,8 +175,8 @@ def _check_rows(records: Iterable[EntryRecord], start: int, check: Checker, node
         obj: Any = None
         time_us = -1
         try:
-            obj = loads(body.decode("utf-8"))
-            if type(obj) is not dict or encode(obj).encode("utf-8") != body:
+            obj = loads(body)
+            if type(obj) is not dict or encode(obj) != body:
                 raise ValueError("not canonical JSON")
             time_us = check_body(obj)
         except (ValueError, UnicodeDecodeError, InvalidInput) as exc:

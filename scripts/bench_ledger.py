@@ -15,6 +15,11 @@ every commit and the fsync latency of the disk bounds one writer:
 * 8 threads, FULL: concurrent appends share commits (group commit), every
   append still returns only after its own entry is durable;
 * ``append_many`` batches of 1,000 in one transaction, FULL.
+
+Beside them, ``sqlite_floor`` times bare SQLite on the same schema and disk:
+one ``INSERT`` of a ready-made row per transaction, no hashing, signing or
+encoding. No ledger can append one-entry transactions faster than that, so it
+is the ceiling the FULL figures should be read against.
 """
 
 from __future__ import annotations
@@ -118,6 +123,32 @@ def bench_append(directory: Path, sync: str, threads: int, n: int, batch: int = 
     how = f"append_many({batch})" if batch else f"{threads} thread{'s' * (threads > 1)}"
     return {"synchronous": sync, "mode": how, "entries": count, "seconds": round(seconds, 3),
             "entries_per_s": round(count / seconds)}
+
+
+def sqlite_floor(directory: Path, sync: str, n: int) -> dict[str, Any]:
+    """Bare SQLite: one prepared row per transaction, the ledger's schema, no ledger work."""
+    from ledger.store.sqlite import SqliteStore
+
+    path = directory / f"floor-{sync}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    store = SqliteStore(f"sqlite:///{path}?synchronous={sync}")
+    store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={sync}")
+    body, leaf, sig = os.urandom(770), os.urandom(32), os.urandom(64)
+    started = time.perf_counter()
+    for i in range(n):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO ledger_entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (i, body, leaf, sig, "job.completed", 1_700_000_000_000_000 + i, f"j{i}",
+                      "DS-0001", "gov-data"))
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    conn.close()
+    return {"synchronous": sync, "mode": "bare SQLite insert", "entries": n,
+            "seconds": round(seconds, 3), "entries_per_s": round(n / seconds)}
 
 
 def build_big(path: Path, n: int) -> tuple[str, Ed25519PrivateKey, dict[str, Any]]:
@@ -258,6 +289,8 @@ def main() -> None:
         if "append" in parts:
             print("append throughput (SQLite) ...", flush=True)
             results["append"] = [
+                sqlite_floor(work, "FULL", args.append_n),
+                sqlite_floor(work, "NORMAL", args.append_n),
                 bench_append(work, "FULL", 1, args.append_n),
                 bench_append(work, "NORMAL", 1, args.append_n),
                 bench_append(work, "FULL", args.threads, args.append_n * 2),

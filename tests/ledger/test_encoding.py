@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.encoding import MAX_SAFE_INT, canonical_json, parse_canonical
+from ledger.encoding import MAX_SAFE_INT, _encoder, canonical_json, encode_checked_value, parse_canonical
 from ledger.timefmt import format_time, parse_canonical_time, to_us
 from pcnode.errors import InvalidInput
 
@@ -31,6 +31,20 @@ def test_deterministic_and_round_trips(value: dict) -> None:
     assert parse_canonical(data) == value
     # insertion order does not matter
     assert canonical_json(dict(reversed(list(value.items())))) == data
+
+
+@given(objects)
+def test_fast_encoder_matches_the_reference_encoder(value: dict) -> None:
+    # orjson writes the bytes only when they need no escape; the reference
+    # (standard-library) encoder must agree byte for byte on every value.
+    assert encode_checked_value(value) == _encoder.encode(value).encode("utf-8")
+
+
+@pytest.mark.parametrize("text", ["\x7f", "\u2028\u2029", "\U0001f600", "\x00\x1f", "</script>",
+                                  "\\", '"', "\ufeff", "é" * 3])
+def test_fast_encoder_edge_strings(text: str) -> None:
+    value = {"k": text, "z": [text], "a": {text: 1}}
+    assert encode_checked_value(value) == _encoder.encode(value).encode("utf-8")
 
 
 @pytest.mark.parametrize("value", [{"x": 1.5}, {"x": float("nan")}, {"x": 2**53},
