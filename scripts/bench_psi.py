@@ -267,6 +267,69 @@ def _vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
+def _process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children[int(fields[1])].append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class TreeRssSampler(threading.Thread):
+    """Samples the summed RSS of process trees (a node and its pool workers) twice a second.
+
+    ``exclude`` roots are left out of a tree (the requester's tree would
+    otherwise contain the holder node it started).
+    """
+
+    def __init__(self, roots: dict[str, int], exclude: set[int]) -> None:
+        super().__init__(daemon=True)
+        self.roots, self.exclude = roots, exclude
+        self.peak_mb: dict[str, float] = dict.fromkeys(roots, 0.0)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.5):
+            self.sample()
+
+    def sample(self) -> None:
+        """Take one sample now."""
+        for name, root in self.roots.items():
+            skip: set[int] = set()
+            for pid in self.exclude - {root}:
+                skip.update(_process_tree(pid))
+            total = sum(_rss_mb(pid) for pid in _process_tree(root) if pid not in skip)
+            self.peak_mb[name] = max(self.peak_mb[name], round(total, 1))
+
+    def stop(self) -> dict[str, float]:
+        """Stop sampling; the peaks seen."""
+        self._stop_event.set()
+        self.join()
+        self.sample()
+        return self.peak_mb
+
+
 def run_pair_grpc(requester: RangeItems, holder: RangeItems, mode: str,
                   workers: int) -> tuple[dict[str, Any], float, dict[str, Any]]:
     """Two real nodes over loopback mTLS: the holder runs `pcnode serve` in its own process,
@@ -305,6 +368,9 @@ def run_pair_grpc(requester: RangeItems, holder: RangeItems, mode: str,
         try:
             if "serving" not in (proc.stdout.readline() if proc.stdout else ""):
                 raise RuntimeError("the holder node did not start")
+            sampler = TreeRssSampler({"requester": os.getpid(), "holder": proc.pid},
+                                     exclude={proc.pid})
+            sampler.start()
             bank = NodeServices(fed.homes["bank"], user="bench")
             params = {"mode": mode, "dataset": "req", "peer_dataset": "hold", "salt": new_salt(),
                       "normalization": "none"}
@@ -314,17 +380,19 @@ def run_pair_grpc(requester: RangeItems, holder: RangeItems, mode: str,
             seconds = time.time() - t0
             holder_rss = _vm_hwm_mb(proc.pid)
             bank.close()
+            tree_peak = sampler.stop()
         finally:
             proc.terminate()
             proc.wait(timeout=60)
             grpc_client.close_all()
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     summary = dict(outcome.summary)
-    rss = {"requester": {"main_mb": round(me, 1), "worker_max_mb": round(kids, 1),
-                         "total_mb": round(me + workers * kids, 1)},
-           "holder": {"main_mb": round(holder_rss, 1), "worker_max_mb": round(kids, 1),
-                      "total_mb": round(holder_rss + workers * kids, 1)}}
+    # total_mb: the peak of the node's summed RSS (main process + its pool
+    # workers), sampled every 0.5 s; main_mb: the main process's own peak (VmHWM).
+    rss = {"requester": {"main_mb": round(me, 1), "worker_max_mb": None,
+                         "total_mb": tree_peak["requester"]},
+           "holder": {"main_mb": round(holder_rss, 1), "worker_max_mb": None,
+                      "total_mb": tree_peak["holder"]}}
     return {"requester": summary, "holder": {"mode": mode}}, seconds, rss
 
 
