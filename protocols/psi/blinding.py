@@ -28,12 +28,13 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 import gmpy2
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+import numpy as np
 
 from pcnode.errors import InternalError
 
-from .curve import FIELD_HASH_BYTES, POINT_BYTES, A, P, blind_points, load_public
+from .curve import FIELD_HASH_BYTES, POINT_BYTES, A, P, blind_points
 from .normalize import Normalization, encode_item
+from .x25519 import scalar_mult_many
 
 T = TypeVar("T")
 
@@ -72,17 +73,14 @@ def hash_and_blind_chunk(
     sha512 = hashlib.sha512
     invert, legendre = gmpy2.invert, gmpy2.legendre
     pm, am, minus_a = _PM, _AM, _MINUS_A
-    exchange = X25519PrivateKey.from_private_bytes(key).exchange
-    from_public = load_public
-    zero = bytes(POINT_BYTES)
-    out: list[bytes] = []
-    append = out.append
+    to_bytes = int.to_bytes
+    us: list[bytes] = []
+    append = us.append
     skipped: list[int] = []
     for pos, item in enumerate(items):
         msg = encode_item(item, norm)
         if msg is None:
             skipped.append(pos)
-            append(zero)
             continue
         h = head.copy()
         h.update(msg)
@@ -91,16 +89,28 @@ def hash_and_blind_chunk(
         x = minus_a * invert(2 * r * r + 1, pm) % pm
         if legendre(x * (x * (x + am) + 1) % pm, pm) < 0:
             x = (minus_a - x) % pm
-        try:
-            append(exchange(from_public(int(x).to_bytes(POINT_BYTES, "little"))))
-        except ValueError:  # pragma: no cover - needs a SHA-512 preimage of a small-order point
-            raise InternalError("an item hashed to a small-order point") from None
-    return b"".join(out), skipped
+        append(to_bytes(int(x), POINT_BYTES, "little"))
+    blinded = scalar_mult_many(b"".join(us), key)
+    if blinded and not np.frombuffer(blinded, dtype=np.uint8).reshape(-1, POINT_BYTES).any(axis=1).all():
+        # pragma: no cover - needs a SHA-512 preimage of a small-order point
+        raise InternalError("an item hashed to a small-order point")
+    if not skipped:
+        return blinded, skipped
+    out = np.zeros((len(items), POINT_BYTES), dtype=np.uint8)
+    keep = np.ones(len(items), dtype=bool)
+    keep[skipped] = False
+    out[keep] = np.frombuffer(blinded, dtype=np.uint8).reshape(-1, POINT_BYTES)
+    return out.tobytes(), skipped
 
 
-def blind_chunk(points: bytes, key: bytes, check_curve: bool = False) -> bytes:
-    """Blind a peer's packed points; ProtocolError on a small-order (or off-curve) point."""
-    return blind_points(points, key, check_curve=check_curve)
+def blind_chunk(points: bytes, key: bytes, check_curve: bool = False,
+                returned_to_sender: bool = False) -> bytes:
+    """Blind a peer's packed points; ProtocolError on a small-order (or off-curve) point.
+
+    ``returned_to_sender``: the results go back to the peer that sent the points.
+    """
+    return blind_points(points, key, check_curve=check_curve,
+                        returned_to_sender=returned_to_sender)
 
 
 def default_workers() -> int:

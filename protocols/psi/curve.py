@@ -11,25 +11,26 @@ Elligator 2 always lands on the curve, never on its quadratic twist. The map's
 output may still carry a small-order component (the curve has cofactor 8);
 X25519's clamped scalars are multiples of 8, so the first blinding clears it
 and every blinded value lies in the prime-order subgroup. A small-order input
-would blind to the identity (u = 0); OpenSSL's X25519 refuses that output, and
-:func:`blind_points` turns the refusal into a :class:`~pcnode.errors.ProtocolError`.
+would blind to the identity (u = 0); :func:`blind_points` refuses that output
+with a :class:`~pcnode.errors.ProtocolError` naming the position.
 
 Blinding is ``X25519(k, u)``. For clamped scalars ``a``, ``b`` and a point in
 the prime-order subgroup, ``X25519(b, X25519(a, u)) == X25519(a, X25519(b, u))``:
-that commutativity is what ECDH-PSI rests on.
+that commutativity is what ECDH-PSI rests on. The scalar multiplications run
+in :mod:`protocols.psi.x25519`, eight at a time where the CPU allows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 
 import gmpy2
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from pcnode.errors import InternalError, InvalidInput, ProtocolError
+
+from .x25519 import scalar_mult_many
 
 #: The field prime of Curve25519, 2^255 - 19.
 P = 2**255 - 19
@@ -160,41 +161,13 @@ def is_on_curve(u: int) -> bool:
     return gmpy2.legendre(curve_rhs(u), _P_MPZ) >= 0
 
 
-def _fast_public_loader() -> Callable[[bytes], X25519PublicKey]:
-    """``X25519PublicKey.from_public_bytes`` without its per-call backend check.
-
-    The public classmethod re-imports the backend and asks whether X25519 is
-    supported on every call, which costs ~2.5 µs, 6% of a blinding. We ask once
-    (here) and then call the Rust binding it delegates to; if a future
-    ``cryptography`` moves that binding, we fall back to the public API.
-    """
-    X25519PublicKey.from_public_bytes(bytes(POINT_BYTES - 1) + b"\x09")  # raises if unsupported
-    try:
-        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
-
-        loader = rust_openssl.x25519.from_public_bytes
-        loader(bytes(POINT_BYTES - 1) + b"\x09")
-        return loader  # type: ignore[no-any-return]
-    except (ImportError, AttributeError, TypeError):  # pragma: no cover - other versions
-        return X25519PublicKey.from_public_bytes
-
-
-#: Build an X25519 public key object from 32 bytes (see :func:`_fast_public_loader`).
-load_public: Callable[[bytes], X25519PublicKey] = _fast_public_loader()
-
-
 def new_scalar() -> bytes:
     """A fresh 32-byte X25519 secret scalar from the OS CSPRNG (clamped by X25519 itself)."""
     return os.urandom(SCALAR_BYTES)
 
 
-def _private(key: bytes) -> X25519PrivateKey:
-    if len(key) != SCALAR_BYTES:
-        raise InternalError("X25519 scalar must be 32 bytes")
-    return X25519PrivateKey.from_private_bytes(key)
-
-
-def blind_points(points: bytes, key: bytes, *, check_curve: bool = False) -> bytes:
+def blind_points(points: bytes, key: bytes, *, check_curve: bool = False,
+                 returned_to_sender: bool = False) -> bytes:
     """Blind a packed run of 32-byte u-coordinates with ``key``; return them packed likewise.
 
     A small-order point (which X25519 maps to u = 0, and OpenSSL refuses) raises
@@ -202,6 +175,8 @@ def blind_points(points: bytes, key: bytes, *, check_curve: bool = False) -> byt
     also be canonical (u < p) and on the curve rather than its twist. X25519 is
     twist-secure and its clamped scalars clear every small factor, so the check
     detects a faulty peer but guards no secret; it costs ~10%.
+    ``returned_to_sender`` marks points whose blinded values go back to the
+    peer that sent them (see :func:`protocols.psi.x25519.scalar_mult_many`).
     """
     points = bytes(points)
     if len(points) % POINT_BYTES:
@@ -215,24 +190,18 @@ def blind_points(points: bytes, key: bytes, *, check_curve: bool = False) -> byt
                     hint="the peer runs an incompatible or faulty PSI implementation",
                     position=i // POINT_BYTES,
                 )
-    exchange = _private(key).exchange
-    load = load_public
-    try:
-        return b"".join(
-            [exchange(load(points[i : i + POINT_BYTES])) for i in range(0, len(points), POINT_BYTES)]
-        )
-    except ValueError:
-        pass
-    for i in range(0, len(points), POINT_BYTES):  # find the culprit for the error message
-        try:
-            exchange(load(points[i : i + POINT_BYTES]))
-        except ValueError:
+    if len(key) != SCALAR_BYTES:
+        raise InternalError("X25519 scalar must be 32 bytes")
+    out = scalar_mult_many(points, key, returned_to_sender=returned_to_sender)
+    if out:
+        zero_rows = ~np.frombuffer(out, dtype=np.uint8).reshape(-1, POINT_BYTES).any(axis=1)
+        if zero_rows.any():  # X25519 of a small-order point is the identity, u = 0
             raise ProtocolError(
                 "peer sent a small-order point",
                 hint="the peer runs an incompatible or faulty PSI implementation",
-                position=i // POINT_BYTES,
-            ) from None
-    raise InternalError("X25519 failed on a chunk but on none of its points")  # pragma: no cover
+                position=int(np.argmax(zero_rows)),
+            )
+    return out
 
 
 def blind_one(u: bytes, key: bytes) -> bytes:
@@ -268,7 +237,6 @@ __all__ = [
     "hash_to_u",
     "is_on_curve",
     "job_dst",
-    "load_public",
     "new_scalar",
     "u_to_int",
 ]

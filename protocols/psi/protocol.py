@@ -349,19 +349,23 @@ class _Run:
         return _Own(points, d.rows, d.inverse, n, d.duplicates, len(skipped))
 
     def blind_peer(
-        self, tag: str, *, ordered: bool, digest: StreamDigest | None = None
+        self, tag: str, *, ordered: bool, returned: bool, digest: StreamDigest | None = None
     ) -> Iterator[np.ndarray]:
-        """Receive the peer's stream under ``tag`` and yield it blinded with our key."""
+        """Receive the peer's stream under ``tag`` and yield it blinded with our key.
+
+        ``returned`` says the blinded values go back to the peer, which chose
+        the points: they are then blinded on the hardened X25519 path.
+        """
         p = self.params
         step = p.task_items
 
-        def tasks() -> Iterator[tuple[bytes, bytes, bool]]:
+        def tasks() -> Iterator[tuple[bytes, bytes, bool, bool]]:
             for arr in recv_points(
                 self.ch, tag, self.timeout, ordered=ordered,
                 on_received=lambda k: self.tick("received", k), digest=digest,
             ):
                 for i in range(0, len(arr), step):
-                    yield arr[i : i + step].tobytes(), self.key, p.check_peer_points
+                    yield arr[i : i + step].tobytes(), self.key, p.check_peer_points, returned
 
         for out in self._map(blind_chunk, tasks()):
             arr = np.frombuffer(out, dtype=np.uint8).reshape(-1, POINT_BYTES)
@@ -473,7 +477,8 @@ def _requester(run: _Run) -> PsiResult:
     n_own = run.send(TAG_REQUESTER_BLINDED, own.points, own.rows)
     own.points = None  # the holder returns what we need; free 32 B per row now
     holder_stream = StreamDigest()
-    theirs = _digests(run.blind_peer(TAG_HOLDER_BLINDED, ordered=True, digest=holder_stream))
+    theirs = _digests(run.blind_peer(TAG_HOLDER_BLINDED, ordered=True, returned=False,
+                                        digest=holder_stream))
     shuffled = mode in ("cardinality", "join")
     mine = _digests(recv_points(ch, TAG_REQUESTER_DOUBLE, run.timeout, ordered=shuffled,
                                 on_received=lambda k: run.tick("received", k, n_own)),
@@ -563,14 +568,15 @@ def _holder(run: _Run) -> PsiResult:
     if mode in REQUESTER_LEARNS_ITEMS:
         # R must map each value back to its row: return them in R's order, streaming.
         n_peer = 0
-        for part in rechunk(run.blind_peer(TAG_REQUESTER_BLINDED, ordered=True), p.chunk_size):
+        for part in rechunk(run.blind_peer(TAG_REQUESTER_BLINDED, ordered=True, returned=True),
+                            p.chunk_size):
             ch.send(TAG_REQUESTER_DOUBLE, np.ascontiguousarray(part))
             n_peer += len(part)
             run.tick("sent", len(part))
         ch.send(TAG_REQUESTER_DOUBLE, np.zeros((0, POINT_BYTES), np.uint8))
     else:
         # R must not map them back: collect, put in canonical order, then send.
-        parts = list(run.blind_peer(TAG_REQUESTER_BLINDED, ordered=True))
+        parts = list(run.blind_peer(TAG_REQUESTER_BLINDED, ordered=True, returned=True))
         double = sort_points(np.concatenate(parts)) if parts else np.zeros((0, POINT_BYTES),
                                                                            np.uint8)
         del parts

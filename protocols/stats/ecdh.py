@@ -5,7 +5,7 @@ SHA-512, Elligator 2 straight to the Montgomery u-coordinate) and X25519
 blinding; this module only fixes the shape the stats protocol uses::
 
     hash_and_blind(items, salt, scalar) -> (n, 32) uint8   H(item)^scalar
-    reblind(points, scalar)             -> (n, 32) uint8   P^scalar
+    reblind(points, scalar[, returned])  -> (n, 32) uint8   P^scalar
     new_scalar()                        -> 32 random bytes
 
 Keys reach here already normalised by the node, so no further normalisation is
@@ -50,12 +50,16 @@ def hash_and_blind(items: Sequence[bytes], salt: bytes, scalar: bytes) -> np.nda
     return np.frombuffer(packed, dtype=np.uint8).reshape(-1, POINT_BYTES)
 
 
-def reblind(points: np.ndarray, scalar: bytes) -> np.ndarray:
-    """``P^scalar`` for peer-supplied points; CryptoError for a bad shape or a small-order point."""
+def reblind(points: np.ndarray, scalar: bytes, returned_to_sender: bool = False) -> np.ndarray:
+    """``P^scalar`` for peer-supplied points; CryptoError for a bad shape or a small-order point.
+
+    ``returned_to_sender``: the results go back to the peer that sent the points
+    (the holder's pass over the requester's keys), so they use the hardened path.
+    """
     if points.ndim != 2 or points.shape[1] != POINT_BYTES or points.dtype != np.uint8:
         raise CryptoError(f"points must be an (n, 32) uint8 array, got {points.dtype} {points.shape}")
     try:
-        out = blind_points(points.tobytes(), scalar)
+        out = blind_points(points.tobytes(), scalar, returned_to_sender=returned_to_sender)
     except ProtocolError as exc:
         raise CryptoError(f"peer sent a point of small order: {exc.message}") from None
     return np.frombuffer(out, dtype=np.uint8).reshape(-1, POINT_BYTES)

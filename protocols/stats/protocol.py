@@ -255,7 +255,7 @@ def run_holder(channel: Channel, keys: Sequence[bytes | str], columns: Mapping[s
     worker = threading.Thread(target=own_rows, name="stats-holder-rows", daemon=True)
     worker.start()
     try:
-        incoming = ((channel.recv_array(T_A, np.uint8, (sl.stop - sl.start, ecdh.POINT_BYTES)), b)
+        incoming = ((channel.recv_array(T_A, np.uint8, (sl.stop - sl.start, ecdh.POINT_BYTES)), b, True)
                     for sl in _chunks(n_req, KEY_CHUNK))
         parts = list(imap_chunks(ecdh.reblind, incoming, pool))
         ab = np.concatenate(parts) if parts else np.zeros((0, ecdh.POINT_BYTES), np.uint8)

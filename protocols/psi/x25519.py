@@ -1,0 +1,315 @@
+"""Batched X25519 scalar multiplication: one scalar, many points.
+
+ECDH-PSI spends almost all of its time in ``X25519(k, u)`` with one job
+scalar ``k`` and millions of points ``u``. Two implementations are available:
+
+* ``crypto_mb``: Intel's Cryptography Primitives Library (the ``ipp-crypto``
+  wheel, Apache-2.0), whose multi-buffer ``mbx_x25519_mb8`` does eight
+  independent, constant-time X25519 operations at once in AVX-512 IFMA
+  registers. On the project's 2-core AMD EPYC (Zen 4) it measures about
+  119,000 operations per second per core, against 27,600 for OpenSSL's
+  single-buffer X25519 (``scripts/bench_psi.py --x25519`` prints both).
+  It needs a CPU with AVX-512F and AVX-512 IFMA; the library reports
+  ``MBX_STATUS_UNSUPPORTED_ISA_ERR`` otherwise, which we check at load.
+* ``openssl``: ``cryptography``'s X25519, one point at a time; always there.
+
+:data:`BACKEND` is chosen once per process: ``crypto_mb`` when its library
+loads and passes a known-answer test (RFC 7748 §5.2 vectors), else
+``openssl``. Setting ``PCNODE_X25519=openssl`` (or ``crypto_mb``) forces a
+choice; forcing ``crypto_mb`` where it cannot run is an error, not a silent
+fallback. Both backends compute RFC 7748 X25519 exactly (the scalar is
+clamped, the top bit of ``u`` is ignored, non-canonical ``u`` is reduced), and
+the tests compare them on random and edge-case inputs.
+
+**A defect in crypto_mb, and how we contain it.** On some *structured*
+inputs crypto_mb 2026.2.0 returns a wrong result: every u in
+[p - 1393, p - 1] except p - 5 .. p - 2 (so u = -1, a small-order point,
+does not give zero), and all-ones patterns such as u = 2^92 - 1, for some or
+all scalars (``tests/protocols/psi/test_x25519.py`` pins the cases). Hash
+outputs are uniformly distributed and never showed a difference from OpenSSL
+(millions of random inputs compared), but a peer that *chooses* points and
+sees the results of a mis-computation could in principle learn something
+about the scalar. So crypto_mb only ever blinds (1) points we hashed
+ourselves and (2) peer points whose blinded values stay with us; points whose
+blinded values go back to the party that sent them (the holder's second pass
+in PSI and in intersection-aggregate) use OpenSSL (``returned_to_sender``).
+The small-order inputs (canonical or not) are mapped to zero by us before
+crypto_mb sees them.
+
+A small-order input point gives the all-zero output. Neither backend raises for
+it here: :func:`scalar_mult_many` returns the zeros and callers decide (PSI
+refuses the peer's message and names the position).
+
+We write no curve arithmetic ourselves: both backends are maintained
+libraries. What lives here is the ctypes binding (the wheel ships no Python
+API) and the loading of the Intel runtime libraries it links against
+(``intel-cmplr-lib-rt``: libintlc, libimf, libsvml, libirng), which pip
+installs into ``<sys.prefix>/lib`` where the dynamic loader does not look.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from pcnode.errors import InternalError, InvalidInput
+
+#: Bytes in a u-coordinate and in a scalar.
+POINT_BYTES = 32
+#: Lanes of one ``mbx_x25519_mb8`` call.
+LANES = 8
+#: Environment variable that forces a backend: ``crypto_mb``, ``openssl`` or ``auto``.
+BACKEND_ENV = "PCNODE_X25519"
+#: Environment variable naming a directory that holds libcrypto_mb.so and the
+#: Intel runtime libraries, if they are not in ``<sys.prefix>/lib``.
+LIBDIR_ENV = "PCNODE_CRYPTO_MB_LIBDIR"
+
+#: The Intel runtime libraries libcrypto_mb needs, in dependency order.
+_RUNTIME_LIBS = ("libintlc.so.5", "libimf.so", "libsvml.so", "libirng.so")
+_CRYPTO_MB = ("libcrypto_mb.so.13", "libcrypto_mb.so")
+
+#: RFC 7748 §5.2 test vectors: (scalar, u, X25519(scalar, u)), all little-endian hex.
+RFC7748_VECTORS = (
+    ("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
+     "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
+     "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"),
+    ("4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d",
+     "e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
+     "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957"),
+)
+
+
+def _candidate_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get(LIBDIR_ENV):
+        dirs.append(Path(os.environ[LIBDIR_ENV]))
+    dirs += [Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"]
+    return dirs
+
+
+def _load_crypto_mb() -> Callable[..., int]:
+    """Load libcrypto_mb and its runtime; return ``mbx_x25519_mb8`` (OSError if impossible)."""
+    for d in _candidate_dirs():
+        lib = next((d / n for n in _CRYPTO_MB if (d / n).exists()), None)
+        if lib is None:
+            continue
+        for dep in _RUNTIME_LIBS:
+            path = d / dep
+            # Local scope is enough: dlopen matches libcrypto_mb's DT_NEEDED
+            # entries against already-loaded sonames.
+            ctypes.CDLL(str(path) if path.exists() else dep)
+        fn = ctypes.CDLL(str(lib)).mbx_x25519_mb8
+        fn.restype = ctypes.c_uint32
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        return fn  # type: ignore[no-any-return]
+    raise OSError(f"libcrypto_mb.so not found in {', '.join(map(str, _candidate_dirs()))}")
+
+
+class _CryptoMb:
+    """``mbx_x25519_mb8`` over packed buffers, eight points per call."""
+
+    name = "crypto_mb"
+
+    def __init__(self) -> None:
+        self._fn = _load_crypto_mb()
+
+    def scalar_mult_many(self, points: bytes, key: bytes) -> bytes:
+        n = len(points) // POINT_BYTES
+        if n == 0:
+            return b""
+        padded = -(-n // LANES) * LANES
+        src = np.empty(padded * POINT_BYTES, dtype=np.uint8)
+        src[: n * POINT_BYTES] = np.frombuffer(points, dtype=np.uint8)
+        src[n * POINT_BYTES :] = np.tile(_BASE_POINT, padded - n)
+        rows = src.reshape(-1, POINT_BYTES)[:n]
+        small = _small_order_rows(rows)
+        if small is not None:
+            rows[small] = _BASE_POINT
+        dst = np.empty_like(src)
+        key_buf = np.frombuffer(key, dtype=np.uint8).copy()
+        offsets = np.arange(padded, dtype=np.uint64) * POINT_BYTES
+        src_ptrs = offsets + np.uint64(src.ctypes.data)
+        dst_ptrs = offsets + np.uint64(dst.ctypes.data)
+        key_ptrs = np.full(LANES, key_buf.ctypes.data, dtype=np.uint64)
+        fn, kp = self._fn, key_ptrs.ctypes.data
+        sp, dp, step = src_ptrs.ctypes.data, dst_ptrs.ctypes.data, LANES * 8
+        for g in range(0, padded // LANES * step, step):
+            status = fn(dp + g, kp, sp + g)
+            # Per-lane status bytes; LOW_ORDER_ERR (zero output) is handled by
+            # the caller, anything else means the library itself failed.
+            if status and any((status >> (4 * lane)) & 0xF not in (0, 4) for lane in range(LANES)):
+                raise InternalError(f"crypto_mb X25519 failed (status {status:#x})")
+        if small is not None:
+            dst.reshape(-1, POINT_BYTES)[:n][small] = 0
+        return dst[: n * POINT_BYTES].tobytes()
+
+
+def _small_order_encodings() -> np.ndarray:
+    """Every 255-bit encoding (top bit cleared) of a point of order dividing 8."""
+    p = 2**255 - 19
+    canonical = (0, 1, p - 1,
+                 325606250916557431795983626356110631294008115727848805560023387167927233504,
+                 39382357235489614581723060781553021112529911719440698176882885853963445705823)
+    values = sorted({v for c in canonical for v in (c, c + p) if v < 2**255})
+    return np.array([list(v.to_bytes(POINT_BYTES, "little")) for v in values], dtype=np.uint8)
+
+
+_SMALL_ORDER = _small_order_encodings()
+
+
+def _small_order_rows(rows: np.ndarray) -> np.ndarray | None:
+    """Mask of rows (n, 32) that encode a small-order point, or None if there is none."""
+    masked = rows.copy()
+    masked[:, 31] &= 0x7F
+    hit = np.zeros(len(rows), dtype=bool)
+    for pattern in _SMALL_ORDER:
+        hit |= (masked == pattern).all(axis=1)
+    return hit if hit.any() else None
+
+
+class _OpenSsl:
+    """``cryptography``'s X25519, one point at a time."""
+
+    name = "openssl"
+
+    def __init__(self) -> None:
+        self._load = _public_loader()
+
+    def scalar_mult_many(self, points: bytes, key: bytes) -> bytes:
+        exchange = X25519PrivateKey.from_private_bytes(key).exchange
+        load = self._load
+        step = POINT_BYTES
+        try:
+            return b"".join([exchange(load(points[i : i + step])) for i in range(0, len(points), step)])
+        except ValueError:  # some point has small order: OpenSSL refuses the zero output
+            pass
+        out = []
+        for i in range(0, len(points), step):
+            try:
+                out.append(exchange(load(points[i : i + step])))
+            except ValueError:
+                out.append(bytes(step))
+        return b"".join(out)
+
+
+def _public_loader() -> Callable[[bytes], X25519PublicKey]:
+    """``X25519PublicKey.from_public_bytes`` without its per-call backend check (~2.5 µs).
+
+    Falls back to the public API if a future ``cryptography`` moves the binding.
+    """
+    X25519PublicKey.from_public_bytes(_BASE_POINT.tobytes())  # raises if unsupported
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        loader = rust_openssl.x25519.from_public_bytes
+        loader(_BASE_POINT.tobytes())
+        return loader  # type: ignore[no-any-return]
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - other versions
+        return X25519PublicKey.from_public_bytes
+
+
+#: u = 9, the Curve25519 base point; pads the last multi-buffer group.
+_BASE_POINT = np.frombuffer(bytes([9]) + bytes(POINT_BYTES - 1), dtype=np.uint8)
+
+
+def _known_answer(impl: _CryptoMb | _OpenSsl) -> bool:
+    points = b"".join(bytes.fromhex(u) for _, u, _ in RFC7748_VECTORS)
+    for i, (k, _, want) in enumerate(RFC7748_VECTORS):
+        got = impl.scalar_mult_many(points, bytes.fromhex(k))[i * POINT_BYTES : (i + 1) * POINT_BYTES]
+        if got != bytes.fromhex(want):
+            return False
+    return True
+
+
+def _choose() -> _CryptoMb | _OpenSsl:
+    wanted = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
+    if wanted not in ("auto", "crypto_mb", "openssl"):
+        raise InvalidInput(f"{BACKEND_ENV}={wanted!r} is not a known X25519 backend",
+                           hint="use crypto_mb, openssl or auto (the default)")
+    if wanted == "openssl":
+        return _OpenSsl()
+    try:
+        impl = _CryptoMb()
+        if _known_answer(impl):
+            return impl
+        reason = "it failed the RFC 7748 known-answer test"
+    except (OSError, AttributeError, InternalError) as exc:
+        reason = str(exc)
+    if wanted == "crypto_mb":
+        raise InvalidInput(f"the crypto_mb X25519 backend cannot run here: {reason}",
+                           hint="install the ipp-crypto and intel-cmplr-lib-rt wheels on a CPU "
+                                f"with AVX-512 IFMA, or unset {BACKEND_ENV}")
+    return _OpenSsl()
+
+
+_IMPL = _choose()
+#: The backend this process uses: ``"crypto_mb"`` or ``"openssl"``.
+BACKEND: str = _IMPL.name
+#: The backend for points whose blinded values go back to the peer that sent
+#: them. Always OpenSSL: crypto_mb 2026.2.0 mis-computes some structured inputs
+#: (see the module docstring), and a peer that can choose inputs and see the
+#: outputs of a faulty computation may learn something about the scalar.
+HARDENED_BACKEND = "openssl"
+
+
+def scalar_mult_many(points: bytes, key: bytes, *, returned_to_sender: bool = False) -> bytes:
+    """``X25519(key, u)`` for every packed 32-byte ``u`` in ``points``, packed likewise.
+
+    A small-order ``u`` gives 32 zero bytes in its place (callers must check).
+    ``returned_to_sender`` says the results go back to the party that chose
+    the points: they are then always computed with OpenSSL (see
+    :data:`HARDENED_BACKEND`), never with ``crypto_mb``.
+    """
+    if len(key) != POINT_BYTES:
+        raise InternalError("X25519 scalar must be 32 bytes")
+    if len(points) % POINT_BYTES:
+        raise InternalError("packed points are not a multiple of 32 bytes")
+    impl = _hardened() if returned_to_sender else _IMPL
+    return impl.scalar_mult_many(bytes(points), bytes(key))
+
+
+_HARDENED: _OpenSsl | None = None
+
+
+def _hardened() -> _OpenSsl:
+    global _HARDENED
+    if _HARDENED is None:
+        _HARDENED = _IMPL if isinstance(_IMPL, _OpenSsl) else _OpenSsl()
+    return _HARDENED
+
+
+def backend(name: str) -> Callable[[bytes, bytes], bytes]:
+    """``scalar_mult_many`` of a named backend (for tests and benchmarks)."""
+    if name == "openssl":
+        return _OpenSsl().scalar_mult_many
+    if name == "crypto_mb":
+        return _CryptoMb().scalar_mult_many
+    raise InvalidInput(f"unknown X25519 backend {name!r}", hint="use crypto_mb or openssl")
+
+
+def available_backends() -> list[str]:
+    """The backends that load and pass the known-answer test in this process."""
+    names = ["openssl"]
+    try:
+        if _known_answer(_CryptoMb()):
+            names.insert(0, "crypto_mb")
+    except (OSError, AttributeError, InternalError):
+        pass
+    return names
+
+
+__all__ = [
+    "BACKEND",
+    "BACKEND_ENV",
+    "LANES",
+    "RFC7748_VECTORS",
+    "available_backends",
+    "backend",
+    "scalar_mult_many",
+]
