@@ -1,15 +1,17 @@
 """The Ledger: a node's append-only, hash-chained, signed, Merkle-provable audit log.
 
-Writes go through one lock and one database transaction each, so any number
-of threads keep one chain; the store itself refuses rows that do not extend
+Writes go through one writer at a time, so any number of threads keep one
+chain; the store itself refuses rows that do not extend
 its head, so other processes cannot fork it either (a moved head makes the
 ledger rebuild and re-sign its rows and try again).
 
-**Group commit.** Threads that call :meth:`Ledger.append` while another
-thread is committing queue up; the next committer writes the whole queue in
-one transaction (one fsync) and wakes them. Every append still returns only
-after its own entry is durably committed; a lone caller gets exactly one
-transaction per append.
+**Group commit, pipelined.** Concurrent appends share transactions: the
+appending threads take turns as the *sealer* (builds and signs the rows of
+everything queued, on the head the batch in flight will leave) and the
+*writer* (one transaction, one fsync), so sealing the next batch overlaps the
+current fsync. Every append still returns only after its own entry is durably
+committed; a lone caller gets exactly one transaction per append. See
+"Storage" in docs/LEDGER.md.
 
 The Merkle tree is built from the stored leaf hashes on first use (first
 checkpoint or proof) and then extended on every commit, so a checkpoint
@@ -18,10 +20,11 @@ never rehashes the log.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,14 +41,21 @@ from pcnode.errors import (
 from .checkpoint import Checkpoint
 from .ed25519 import make_checker, make_signer
 from .encoding import encode_checked_value
-from .entry import Entry, entry_signing_message, make_body, sign_leaf, validate_fields
+from .entry import (
+    ENTRY_FORMAT_VERSION,
+    ENTRY_SIGNING_DOMAIN,
+    ZERO_HASH,
+    Entry,
+    entry_signing_message,
+    validate_fields,
+)
 from .events import CHECKPOINT, RECEIPT_KEY, RECEIPT_RECEIVED, RESERVED_EVENTS, check_event, check_node
 from .keys import PublicKeyLike, key_id
 from .merkle import MerkleTree, hash_leaf
 from .proofs import ConsistencyProof, InclusionProof
 from .receipt import Receipt, make_receipt, verify_receipt
 from .store.base import CheckpointRecord, EntryRecord, HeadMoved, LedgerStore, ReceiptRecord
-from .timefmt import now_us, to_us
+from .timefmt import format_time, now_us, to_us
 
 if TYPE_CHECKING:
     from .verify import VerifyReport
@@ -56,20 +66,98 @@ MAX_BATCH = 512
 #: How often an append is rebuilt after another process moved the head before
 #: giving up; each retry means another writer made progress.
 MAX_HEAD_RETRIES = 100
+#: First back-off after losing that race twice in a row (then doubling, at most 50 ms).
+HEAD_BACKOFF_S = 0.0002
 
 T = TypeVar("T")
 
 
-@dataclass
+_SEAL, _WRITE = "seal", "write"
+
+
+class _Item:
+    """One entry to write: validated fields and the body template built from them."""
+
+    __slots__ = ("event", "extra", "fields", "receipt", "template", "time_us")
+
+    def __init__(self, node: str, event: str, time_us: int | None, fields: dict[str, Any],
+                 extra: dict[str, Any], receipt: Receipt | None = None) -> None:
+        self.event, self.time_us, self.fields, self.extra = event, time_us, fields, extra
+        self.receipt = receipt
+        # Everything of the body but index, prev and time, encoded once here in the
+        # caller's thread so that an unencodable value (a lone surrogate) fails this
+        # request alone, before it is queued with others.
+        template = _body_template(node, event, fields, extra)
+        try:
+            encode_checked_value(template)
+        except ValueError:
+            raise InvalidInput("a field contains text that cannot be encoded (a lone surrogate)",
+                               hint="pass valid Unicode text") from None
+        self.template = template
+
+
+def _body_template(node: str, event: str, fields: Mapping[str, Any],
+                   extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The body of :func:`~ledger.entry.make_body` without index, prev and time.
+
+    The sealer adds those three; the keys are then the same, and the encoding
+    sorts them, so the bytes are make_body's.
+    """
+    body: dict[str, Any] = {"v": ENTRY_FORMAT_VERSION, "event": event, "node": node}
+    body.update(fields)
+    if extra:
+        body["extra"] = dict(extra)
+    return body
+
+
 class _Request:
-    event: str
-    time_us: int | None
-    fields: dict[str, Any]
-    extra: dict[str, Any]
-    receipt: Receipt | None = None
-    entry: Entry | None = None
-    error: BaseException | None = None
-    done: bool = field(default=False)
+    """One caller's append (one or more entries, all or none) or checkpoint.
+
+    ``wake`` is held while the caller sleeps; whoever completes the request, or
+    hands its thread a role (seal or write a batch), releases it. So a caller
+    is woken only for its own request, never by every commit.
+    """
+
+    __slots__ = (
+        "asleep",
+        "checkpoint",
+        "done",
+        "error",
+        "items",
+        "prev",
+        "records",
+        "result",
+        "role",
+        "wake",
+    )
+
+    def __init__(self, items: list[_Item], checkpoint: bool = False) -> None:
+        self.items = items
+        self.checkpoint = checkpoint
+        self.prev = ZERO_HASH  # prev hash of the first record
+        self.records: list[EntryRecord] = []
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.asleep = False
+        self.role: str | None = None
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
+class _Batch:
+    """Requests sealed together on ``base`` (size, prev hash), written in one transaction."""
+
+    __slots__ = ("base", "end", "failed", "receipts", "records", "requests")
+
+    def __init__(self, requests: list[_Request]) -> None:
+        self.requests = requests
+        self.base: tuple[int, bytes] | None = None
+        self.end: tuple[int, bytes] | None = None
+        self.records: list[EntryRecord] = []
+        self.receipts: list[ReceiptRecord] = []
+        #: requests whose rows could not be built (their error is set): not written
+        self.failed: list[_Request] = []
 
 
 class Ledger:
@@ -92,13 +180,18 @@ class Ledger:
         self._entry_signer = make_signer(signing_key)
         self.public_key = signing_key.public_key()
         self._clock = clock
-        #: Held while rows are written (appends, checkpoints, tree reads).
+        #: Held while rows are written and while the tree is read or extended.
         self._commit_lock = threading.Lock()
-        #: Guards the queue and ``_leader``; waiters sleep on it until their
-        #: request is done or no leader is committing.
-        self._queue = threading.Condition(threading.Lock())
-        self._leader = False
+        #: Guards the pipeline below (never held across SQL, signing or fsync).
+        self._mutex = threading.Lock()
         self._pending: deque[_Request] = deque()
+        self._sealer_on = False  # a thread holds the seal role
+        self._writer_on = False  # a thread holds the write role
+        self._sealed: _Batch | None = None  # sealed, waiting for the writer
+        self._writing: _Batch | None = None  # being written
+        #: Transactions and entries committed by this object (mean batch = entries/commits).
+        self._commits = 0
+        self._committed = 0
         self._tree: MerkleTree | None = None
         self._head = store.head()
         self._check_owner()
@@ -162,7 +255,9 @@ class Ledger:
         when = fields.pop("time", None)
         time_us = None if when is None else to_us(when)
         values, extra = validate_fields(fields)
-        return self._submit(_Request(event, time_us, values, extra))
+        request = _Request([_Item(self.node, event, time_us, values, extra)])
+        self._submit(request)
+        return self._entries(request)[0]
 
     def record_receipt(self, receipt: Receipt, public_key: PublicKeyLike | None = None) -> Entry:
         """Store a peer's receipt and append a ``receipt.received`` entry carrying it.
@@ -181,94 +276,9 @@ class Ledger:
             "job_id": receipt.job_id, "peer": receipt.node,
             "transcript_hash": receipt.transcript_hash,
             "extra": {RECEIPT_KEY: receipt.to_json()}})
-        return self._submit(_Request(RECEIPT_RECEIVED, None, values, extra, receipt=receipt))
-
-    def _submit(self, request: _Request) -> Entry:
-        """Queue ``request``; commit the queue if no other thread is, else wait for it.
-
-        The leader takes the whole queue, commits it in one transaction and
-        wakes everyone; a waiter whose request was in that batch returns at
-        once, and one whose request was not becomes the next leader.
-        """
-        queue = self._queue
-        with queue:
-            self._pending.append(request)
-            while not request.done:
-                if self._leader:
-                    queue.wait()
-                    continue
-                self._leader = True
-                batch = self._take_locked()
-                queue.release()
-                try:
-                    # An empty batch means a checkpoint's flush took our request
-                    # and is committing it: waiting for the lock waits for that.
-                    with self._commit_lock:
-                        self._commit_requests(batch)
-                finally:
-                    queue.acquire()
-                    self._leader = False
-                    queue.notify_all()
-        if request.error is not None:
-            raise request.error
-        assert request.entry is not None
-        return request.entry
-
-    def _take_locked(self) -> list[_Request]:
-        n = min(len(self._pending), MAX_BATCH)
-        return [self._pending.popleft() for _ in range(n)]
-
-    def _take(self) -> list[_Request]:
-        with self._queue:
-            return self._take_locked()
-
-    def _builder(self, batch: list[_Request]) -> Callable[[int, bytes], tuple[
-            list[EntryRecord], CheckpointRecord | None, list[ReceiptRecord], list[Entry]]]:
-        """Rows for ``batch`` on top of a given head (rebuilt if the head moves)."""
-
-        def build(size: int, prev: bytes) -> tuple[list[EntryRecord], CheckpointRecord | None,
-                                                   list[ReceiptRecord], list[Entry]]:
-            records: list[EntryRecord] = []
-            entries: list[Entry] = []
-            receipts: list[ReceiptRecord] = []
-            link = prev
-            for offset, req in enumerate(batch):
-                index = size + offset
-                when = self._clock() if req.time_us is None else req.time_us
-                record, entry = self._seal(index, link, req.event, when, req.fields, req.extra)
-                records.append(record)
-                entries.append(entry)
-                if req.receipt is not None:
-                    receipts.append(ReceiptRecord(req.receipt.job_id, req.receipt.node,
-                                                  req.receipt.to_json(), index))
-                link = entry.entry_hash
-            return records, None, receipts, entries
-
-        return build
-
-    def _commit_requests(self, batch: list[_Request]) -> None:
-        if not batch:
-            return
-        try:
-            entries = self._commit(self._builder(batch))
-        except PcnodeError as exc:
-            for req in batch:
-                req.error, req.done = exc, True
-            self._wake()
-            return
-        except BaseException as exc:
-            for req in batch:
-                req.error, req.done = exc, True
-            self._wake()
-            raise
-        for req, entry in zip(batch, entries, strict=True):
-            req.entry, req.done = entry, True
-        self._wake()
-
-    def _wake(self) -> None:
-        """Wake threads waiting for their requests (a checkpoint may have committed them)."""
-        with self._queue:
-            self._queue.notify_all()
+        request = _Request([_Item(self.node, RECEIPT_RECEIVED, None, values, extra, receipt)])
+        self._submit(request)
+        return self._entries(request)[0]
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Entry]:
         """Append several ``(event, fields)`` entries in ONE transaction: all or none.
@@ -284,40 +294,329 @@ class Ledger:
             fields = dict(fields)
             when = fields.pop("time", None)
             values, extra = validate_fields(fields)
-            batch.append(_Request(event, None if when is None else to_us(when), values, extra))
+            batch.append(_Item(self.node, event, None if when is None else to_us(when), values,
+                               extra))
         if not batch:
             return []
+        request = _Request(batch)
+        self._submit(request)
+        return self._entries(request)
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign a checkpoint of the whole ledger and record it as a ``checkpoint`` entry.
+
+        The checkpoint's tree size ``n`` is the number of entries before it; the
+        ``checkpoint`` entry itself lands at index ``n`` (covered by the next
+        checkpoint). Appends queued before the call are committed first.
+        """
+        request = _Request([], checkpoint=True)
+        self._submit(request)
+        result: Checkpoint = request.result
+        return result
+
+    def commit_stats(self) -> dict[str, int]:
+        """Transactions and entries this object has committed (entries/transactions is
+        the mean group-commit batch: entries per fsync on SQLite)."""
+        return {"transactions": self._commits, "entries": self._committed}
+
+    def _entries(self, request: _Request) -> list[Entry]:
+        """The caller's entries, built in the caller's thread once its rows are durable."""
+        out = []
+        prev, node = request.prev, self.node
+        for item, record in zip(request.items, request.records, strict=True):
+            out.append(Entry(index=record.index, event=item.event, time=record.time_us, node=node,
+                             prev_hash=prev, entry_hash=record.leaf_hash,
+                             signature=record.signature,
+                             extra=MappingProxyType(dict(item.extra)), **item.fields))
+            prev = record.leaf_hash
+        return out
+
+    # --- the commit pipeline ------------------------------------------------------------
+    #
+    # Two roles, taken by the appending threads themselves: the *sealer* takes the
+    # queued requests and builds their rows (body, leaf hash, signature) on top of
+    # the head they will have once the batch in flight is committed; the *writer*
+    # writes a sealed batch in one transaction and waits for its fsync. Sealing
+    # batch k+1 overlaps the fsync of batch k, so the serial path is the
+    # transaction alone. A batch sealed on a head that did not happen (the batch
+    # before it failed, another process appended) is resealed by the writer on the
+    # real head; the store refuses rows that do not extend its head in any case.
+    # A thread sleeps on its own request's lock and is woken only when its
+    # request is done or it is handed a role, never by every commit.
+
+    def _submit(self, request: _Request) -> None:
+        """Queue ``request`` and return when it is done (its ``error`` or ``records`` set)."""
+        mutex = self._mutex
+        with mutex:
+            self._pending.append(request)
+            role = self._roles_locked(request)
+            while True:
+                if role is _SEAL:
+                    self._run_sealer()
+                elif role is _WRITE:
+                    self._run_writer()
+                elif request.done:
+                    break
+                else:
+                    request.asleep = True
+                    mutex.release()
+                    try:
+                        request.wake.acquire()
+                    finally:
+                        mutex.acquire()
+                        if request.asleep:  # interrupted while asleep: take no role
+                            request.asleep = False
+                    role, request.role = request.role, None
+                    continue
+                role = self._roles_locked(request)
+        if request.error is not None:
+            raise request.error
+
+    def _roles_locked(self, me: _Request | None) -> str | None:
+        """Give out the free roles; return the one ``me``'s thread takes, if any.
+
+        A thread whose own request is still waiting takes a role itself (it
+        would only sleep otherwise); one whose request is done hands the role to
+        a sleeping thread and returns to its caller. Every request still queued
+        belongs to a thread that is asleep or in a role (and calls this again
+        when the role is done), so a role left unassigned here is never lost.
+        """
+        mine = None
+        free = me is not None and not me.done
+        sealed = self._sealed
+        if not self._writer_on and sealed is not None and (
+                free or (not self._hand_locked(_WRITE, sealed.requests) and me is not None)):
+            # (a thread whose request is done writes only if nobody asleep can: it
+            # would rather return to its caller; keeping the role measured slower)
+            mine = _WRITE
+            self._writer_on = True
+        if (not self._sealer_on and self._pending and self._sealed is None
+                and not (self._writing is not None and self._writing.end is None)):
+            if mine is None and free:
+                mine = _SEAL
+                self._sealer_on = True
+            else:
+                self._hand_locked(_SEAL, self._pending)
+        return mine
+
+    def _hand_locked(self, role: str, candidates: Iterable[_Request]) -> bool:
+        """Wake the first sleeping thread among ``candidates`` to take ``role``."""
+        for req in candidates:
+            if req.asleep:
+                req.asleep, req.role = False, role
+                if role is _WRITE:
+                    self._writer_on = True
+                else:
+                    self._sealer_on = True
+                req.wake.release()
+                return True
+        return False
+
+    def _finish_locked(self, request: _Request) -> None:
+        """Mark ``request`` done and wake its thread if it sleeps."""
+        request.done = True
+        if request.asleep:
+            request.asleep = False
+            request.wake.release()
+
+    def _fail_locked(self, requests: Iterable[_Request], exc: BaseException) -> None:
+        for req in requests:
+            if not req.done:
+                if req.error is None:
+                    req.error = exc
+                self._finish_locked(req)
+
+    def _take_locked(self) -> _Batch:
+        """The next batch: queued requests up to MAX_BATCH entries; a checkpoint goes alone."""
+        pending = self._pending
+        first = pending.popleft()
+        requests = [first]
+        if not first.checkpoint:
+            n = len(first.items)
+            while pending and not pending[0].checkpoint \
+                    and n + len(pending[0].items) <= MAX_BATCH:
+                req = pending.popleft()
+                requests.append(req)
+                n += len(req.items)
+        return _Batch(requests)
+
+    def _run_sealer(self) -> None:
+        """Seal the queued requests (called and returning with the mutex held)."""
+        batch = self._take_locked()
+        writing = self._writing
+        base = writing.end if writing is not None and writing.end is not None else self._head
+        self._mutex.release()
+        try:
+            if not batch.requests[0].checkpoint:  # a checkpoint is built by its writer
+                self._seal_batch(batch, base)
+        except BaseException as exc:
+            self._mutex.acquire()
+            self._sealer_on = False
+            self._fail_locked(batch.requests, exc)
+            self._roles_locked(None)
+            raise
+        self._mutex.acquire()
+        self._sealer_on = False
+        for req in batch.failed:
+            self._finish_locked(req)
+        batch.failed = []
+        if batch.requests:
+            self._sealed = batch
+
+    def _run_writer(self) -> None:
+        """Write the sealed batch (called and returning with the mutex held)."""
+        batch = self._sealed
+        assert batch is not None
+        self._sealed, self._writing = None, batch
+        self._roles_locked(None)  # the sealed slot is free: the next batch can be sealed
+        self._mutex.release()
+        try:
+            self._write(batch)
+        except BaseException as exc:
+            self._mutex.acquire()
+            self._writing, self._writer_on = None, False
+            self._fail_locked([*batch.failed, *batch.requests], exc)
+            self._roles_locked(None)
+            raise
+        self._mutex.acquire()
+        self._writing, self._writer_on = None, False
+        done = [*batch.failed, *batch.requests]
+        for req in done:
+            req.done = True
+        # hand the next batch's write (the critical path) on first, then wake the callers
+        self._roles_locked(None)
+        for req in done:
+            self._finish_locked(req)
+
+    def _seal_batch(self, batch: _Batch, base: tuple[int, bytes]) -> None:
+        """Build the rows of ``batch`` on ``base``; a request that cannot be built fails alone."""
+        size, link = base
+        records: list[EntryRecord] = []
+        receipts: list[ReceiptRecord] = []
+        ok: list[_Request] = []
+        seal, clock = self._seal_item, self._clock
+        for req in batch.requests:
+            rows: list[EntryRecord] = []
+            last = link
+            try:
+                for item in req.items:
+                    when = clock() if item.time_us is None else item.time_us
+                    record = seal(size + len(records) + len(rows), last, when, item)
+                    rows.append(record)
+                    last = record.leaf_hash
+            except Exception as exc:  # this request's own values: it alone fails
+                req.error = exc
+                batch.failed.append(req)
+                continue
+            req.prev, req.records = link, rows
+            for item, record in zip(req.items, rows, strict=True):
+                if item.receipt is not None:
+                    receipts.append(ReceiptRecord(item.receipt.job_id, item.receipt.node,
+                                                  item.receipt.to_json(), record.index))
+            records.extend(rows)
+            link = last
+            ok.append(req)
+        batch.requests, batch.records, batch.receipts = ok, records, receipts
+        batch.base, batch.end = base, (size + len(records), link)
+
+    def _write(self, batch: _Batch) -> None:
+        """Commit ``batch``; if the store refuses it, commit its requests one by one.
+
+        So a request the store will not take fails alone, as it would have
+        without the others; each request is still all or none.
+        """
         with self._commit_lock:
-            self._flush_pending()
-            return self._commit(self._builder(batch))
+            if batch.requests[0].checkpoint:
+                req = batch.requests[0]
+                try:
+                    req.result = self._commit(self._checkpoint_builder())
+                except PcnodeError as exc:
+                    req.error = exc
+                return
+            try:
+                self._write_rows(batch)
+            except PcnodeError as exc:
+                if len(batch.requests) == 1:
+                    batch.requests[0].error = exc
+                    return
+                for req in batch.requests:
+                    single = _Batch([req])
+                    try:
+                        self._write_rows(single)
+                    except PcnodeError as one:
+                        req.error = one
+                    batch.failed.extend(single.failed)
+                batch.requests = [r for r in batch.requests if r not in batch.failed]
+
+    def _write_rows(self, batch: _Batch) -> None:
+        def build(size: int, prev: bytes) -> tuple[list[EntryRecord], None,
+                                                   list[ReceiptRecord], None]:
+            if batch.base != (size, prev):  # sealed on a head that did not happen
+                self._seal_batch(batch, (size, prev))
+            return batch.records, None, batch.receipts, None
+
+        self._commit(build)
+
+    def _checkpoint_builder(self) -> Callable[[int, bytes], tuple[
+            list[EntryRecord], CheckpointRecord, list[ReceiptRecord], Checkpoint]]:
+        def build(size: int, prev: bytes) -> tuple[list[EntryRecord], CheckpointRecord,
+                                                   list[ReceiptRecord], Checkpoint]:
+            tree = self._ensure_tree()
+            root = tree.root(size)
+            when = self._clock()
+            cp = Checkpoint.create(self._key, self.node, size, root, when)
+            extra = {"tree_size": size, "root": root.hex(), "signature": cp.signature.hex()}
+            record = self._seal_item(size, prev, when, _Item(self.node, CHECKPOINT, None, {},
+                                                             extra))
+            return [record], CheckpointRecord(size, cp.to_json(), size), [], cp
+
+        return build
+
+    def _seal_item(self, index: int, prev: bytes, time_us: int, item: _Item) -> EntryRecord:
+        """The row of ``item`` at ``index`` after ``prev``: body, leaf hash, signature."""
+        body = encode_checked_value({**item.template, "index": index, "prev": prev.hex(),
+                                     "time": format_time(time_us)})
+        leaf = hash_leaf(body)
+        fields = item.fields
+        return EntryRecord(index, body, leaf, self._entry_signer(ENTRY_SIGNING_DOMAIN + leaf),
+                           item.event, time_us, fields.get("job_id"), fields.get("dataset"),
+                           fields.get("peer"))
 
     def _seal(self, index: int, prev: bytes, event: str, time_us: int, fields: dict[str, Any],
               extra: dict[str, Any]) -> tuple[EntryRecord, Entry]:
-        body = encode_checked_value(make_body(index, prev, event, time_us, self.node, fields,
-                                                extra))
-        leaf = hash_leaf(body)
-        signature = sign_leaf(self._entry_signer, leaf)
-        record = EntryRecord(index, body, leaf, signature, event, time_us, fields.get("job_id"),
-                             fields.get("dataset"), fields.get("peer"))
+        """One row and its Entry, outside the pipeline (tests use it to forge rows)."""
+        record = self._seal_item(index, prev, time_us, _Item(self.node, event, None, fields,
+                                                              extra))
         entry = Entry(index=index, event=event, time=time_us, node=self.node, prev_hash=prev,
-                      entry_hash=leaf, signature=signature, extra=MappingProxyType(dict(extra)),
-                      **fields)
+                      entry_hash=record.leaf_hash, signature=record.signature,
+                      extra=MappingProxyType(dict(extra)), **fields)
         return record, entry
 
     def _commit(self, build: Callable[[int, bytes], tuple[list[EntryRecord],
                                                           CheckpointRecord | None,
                                                           list[ReceiptRecord], T]]) -> T:
-        """Build rows on the current head and append them; rebuild if the head moved."""
-        for _ in range(MAX_HEAD_RETRIES):
+        """Build rows on the current head and append them; rebuild if the head moved.
+
+        Called with the commit lock held.
+        """
+        for attempt in range(MAX_HEAD_RETRIES):
             size, prev = self._head
             records, checkpoint, receipts, result = build(size, prev)
+            if not records:
+                return result
             try:
                 self.store.append(records, prev_hash=prev, checkpoint=checkpoint,
                                   receipts=receipts)
             except HeadMoved:
+                if attempt:
+                    # Lost the race again: back off (random, growing) so that a writer in
+                    # another process that appends back to back cannot starve this one.
+                    time.sleep(random.random() * min(HEAD_BACKOFF_S * 2 ** attempt, 0.05))
                 self._refresh()
                 continue
             self._head = (size + len(records), records[-1].leaf_hash)
+            self._commits += 1
+            self._committed += len(records)
             if self._tree is not None:
                 self._tree.extend(r.leaf_hash for r in records)
             return result
@@ -348,36 +647,6 @@ class Ledger:
                     index=tree.size, expected=size, actual=tree.size, check="index")
             self._tree = tree
         return self._tree
-
-    def _flush_pending(self) -> None:
-        while True:
-            batch = self._take()
-            if not batch:
-                return
-            self._commit_requests(batch)
-
-    def checkpoint(self) -> Checkpoint:
-        """Sign a checkpoint of the whole ledger and record it as a ``checkpoint`` entry.
-
-        The checkpoint's tree size ``n`` is the number of entries before it; the
-        ``checkpoint`` entry itself lands at index ``n`` (covered by the next
-        checkpoint). Appends queued before the call are committed first.
-        """
-        with self._commit_lock:
-            self._flush_pending()
-            self._ensure_tree()
-
-            def build(size: int, prev: bytes) -> tuple[list[EntryRecord], CheckpointRecord,
-                                                       list[ReceiptRecord], Checkpoint]:
-                tree = self._ensure_tree()
-                root = tree.root(size)
-                when = self._clock()
-                cp = Checkpoint.create(self._key, self.node, size, root, when)
-                extra = {"tree_size": size, "root": root.hex(), "signature": cp.signature.hex()}
-                record, _ = self._seal(size, prev, CHECKPOINT, when, {}, extra)
-                return [record], CheckpointRecord(size, cp.to_json(), size), [], cp
-
-            return self._commit(build)
 
     # --- reading -----------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ from pcnode.errors import InvalidInput
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: Latest instant accepted: the end of year 9999, the last year RFC 3339 can write.
-MAX_TIME_US = int((datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH)
-                  / timedelta(microseconds=1))
+MAX_TIME_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) \
+    // timedelta(microseconds=1)  # integer division: ``/`` rounds this up to year 10000
 
 _ONE_US = timedelta(microseconds=1)
 _CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
@@ -29,13 +29,26 @@ def now_us() -> int:
     return _time.time_ns() // 1000
 
 
+#: (second, "YYYY-MM-DDTHH:MM:SS") of the last second formatted: the append path
+#: formats the clock on every entry, and consecutive entries share their second.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def format_time(us: int) -> str:
     """Write ``us`` (microseconds since the epoch) in the canonical RFC 3339 form."""
+    global _last_second
     if isinstance(us, bool) or not isinstance(us, int) or not 0 <= us <= MAX_TIME_US:
         raise InvalidInput(f"time {us!r} is not an instant between 1970 and 9999",
                            hint="pass microseconds since the Unix epoch as an int")
-    text = (_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds")
-    return text[:-6] + "Z"  # isoformat ends in "+00:00"
+    second, micro = divmod(us, 1_000_000)
+    cached = _last_second  # one read: another thread may replace it meanwhile
+    if cached[0] == second:
+        prefix = cached[1]
+    else:
+        # isoformat ends in "+00:00"; the date and time part is fixed-width from 1970 on
+        prefix = (_EPOCH + timedelta(seconds=second)).isoformat(timespec="seconds")[:-6]
+        _last_second = (second, prefix)
+    return f"{prefix}.{micro:06d}Z"
 
 
 def parse_canonical_time(text: str) -> int:

@@ -32,6 +32,10 @@ _ZERO = bytes(HASH_SIZE)
 _ENTRY_COLUMNS = "idx, body, leaf_hash, signature, event, time_us, job_id, dataset, peer"
 
 
+#: Most entry rows one INSERT statement carries (9 parameters each): far below
+#: every driver's parameter limit, and few statement texts to cache.
+INSERT_CHUNK = 64
+
 _make_record = EntryRecord._make
 
 
@@ -53,6 +57,7 @@ class SqlStore(LedgerStore):
         self._lock = threading.RLock()
         self._conn: Any = None
         self._closed = False
+        self._insert_cache: dict[int, str] = {}
 
     # --- backend hooks -------------------------------------------------------
 
@@ -156,9 +161,10 @@ class SqlStore(LedgerStore):
                 if first != size or prev_hash != last:
                     raise HeadMoved(f"ledger head moved: size is {size}, rows start at {first}",
                                     hint="reread the head and rebuild the rows")
-                cur.executemany(
-                    f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES "
-                    f"({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})", rows)
+                for start in range(0, len(rows), INSERT_CHUNK):
+                    chunk = rows[start:start + INSERT_CHUNK]
+                    cur.execute(self._insert_sql(len(chunk)),
+                                [value for row in chunk for value in row])
                 if checkpoint is not None:
                     cur.execute(f"INSERT INTO ledger_checkpoints (tree_size, checkpoint_json,"
                                 f" entry_idx) VALUES ({p}, {p}, {p})",
@@ -176,6 +182,22 @@ class SqlStore(LedgerStore):
             except BaseException:
                 self._rollback(cur)
                 raise
+
+    def _insert_sql(self, n: int) -> str:
+        """One ``INSERT`` of ``n`` entry rows.
+
+        One statement, not ``executemany``: the driver releases the GIL around
+        every step, and a writer that has to win the GIL back after each row
+        from threads busy preparing the next appends waits far longer than
+        the row takes to insert.
+        """
+        sql = self._insert_cache.get(n)
+        if sql is None:
+            p = self.P
+            row = f"({', '.join([p] * 9)})"
+            sql = f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES {', '.join([row] * n)}"
+            self._insert_cache[n] = sql
+        return sql
 
     # --- reading -----------------------------------------------------------------
 

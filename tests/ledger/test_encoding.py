@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.encoding import MAX_SAFE_INT, _encoder, canonical_json, encode_checked_value, parse_canonical
-from ledger.timefmt import format_time, parse_canonical_time, to_us
+from ledger.timefmt import MAX_TIME_US, format_time, parse_canonical_time, to_us
 from pcnode.errors import InvalidInput
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-MAX_SAFE_INT, MAX_SAFE_INT),
@@ -76,3 +78,20 @@ def test_time_format() -> None:
         to_us("2023-11-14T22:13:20")  # no zone
     with pytest.raises(InvalidInput):
         format_time(-1)
+    with pytest.raises(InvalidInput):
+        format_time(MAX_TIME_US + 1)
+    with pytest.raises(InvalidInput):
+        format_time(True)  # type: ignore[arg-type]
+    assert format_time(MAX_TIME_US) == "9999-12-31T23:59:59.999999Z"
+
+
+def test_time_format_matches_datetime() -> None:
+    """The per-second cache of format_time gives datetime's spelling, second boundaries too."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    rng = random.Random(7)
+    samples = [0, 999_999, 1_000_000, 1_700_000_000_999_999, 1_700_000_001_000_000,
+               MAX_TIME_US, *(rng.randrange(MAX_TIME_US) for _ in range(2000))]
+    for us in samples + samples[::-1]:
+        reference = (epoch + timedelta(microseconds=us)).isoformat(timespec="microseconds")
+        assert format_time(us) == reference[:-6] + "Z", us
+        assert parse_canonical_time(format_time(us)) == us

@@ -53,6 +53,21 @@ def test_append_refuses_a_fork(store: LedgerStore) -> None:
     assert store.size() == 1
 
 
+def test_a_refused_batch_writes_nothing(store: LedgerStore) -> None:
+    """Multi-row appends (one guarded INSERT on SQLite) are all or none, and the head check
+    sees the head as it was before the statement, not after its first row."""
+    store.append([rec(i) for i in range(5)], prev_hash=ZERO)
+    with pytest.raises(HeadMoved):
+        store.append([rec(i) for i in range(4, 9)], prev_hash=rec(3).leaf_hash)  # overlaps
+    with pytest.raises(HeadMoved):
+        store.append([rec(i) for i in range(5, 9)], prev_hash=rec(3).leaf_hash)  # wrong prev
+    assert store.head() == (5, rec(4).leaf_hash)
+    big = [rec(i) for i in range(5, 205)]  # more rows than one INSERT statement carries
+    store.append(big, prev_hash=rec(4).leaf_hash)
+    assert store.head() == (205, rec(204).leaf_hash) and store.count() == 205
+    assert list(store.read(5, 205)) == big
+
+
 def test_streaming_many_rows(store: LedgerStore) -> None:
     rows = [rec(i) for i in range(12_345)]
     store.append(rows, prev_hash=ZERO)
