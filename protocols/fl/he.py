@@ -49,7 +49,8 @@ import numpy as np
 
 from pcnode.errors import CryptoError, InvalidInput, ProtocolError
 
-from . import sealio
+from ..he import sealio
+from ..he.coefficients import CoefficientEmbedding
 
 # --- security and precision parameters ---------------------------------------------------
 
@@ -152,39 +153,6 @@ def _unpack_list(data: bytes, limit: int) -> list[bytes]:
 # ========================================================================================
 
 
-class _Embedding:
-    """Exact coefficient encoding through SEAL's CKKS encoder.
-
-    SEAL's slot ``j`` is the polynomial evaluated at ``zeta**(3**j mod 2N)``
-    (``zeta = exp(i*pi/N)``). Handing the encoder those evaluations of an
-    integer polynomial with scale 1 makes it round back to exactly that
-    polynomial (for coefficients below about 2**40).
-    """
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.zeta = np.exp(1j * np.pi * np.arange(n) / n)
-        self.gen = np.array([pow(3, j, 2 * n) for j in range(n // 2)], dtype=np.int64)
-        self.slot_index = (self.gen - 1) // 2
-
-    def slots(self, coeffs: np.ndarray) -> np.ndarray:
-        """Canonical-embedding slot values of integer coefficient rows (…, N)."""
-        full = np.fft.ifft(coeffs * self.zeta, axis=-1) * self.n
-        return full[..., self.slot_index]
-
-    def coefficients(self, slots: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Coefficients at ``positions`` of the polynomial with these decoded slots.
-
-        Inverse of :meth:`slots`: the evaluations at the conjugate roots are the
-        conjugates, and one FFT of size N recovers every coefficient.
-        """
-        full = np.empty(self.n, dtype=np.complex128)
-        full[self.slot_index] = slots
-        full[self.n - 1 - self.slot_index] = np.conj(slots)
-        coeffs = (np.fft.fft(full) / self.n * np.conj(self.zeta)).real
-        return coeffs[positions]
-
-
 class _CkksBase:
     """State shared by the key holder and the public-key parties (SEAL via tenseal.sealapi)."""
 
@@ -205,7 +173,7 @@ class _CkksBase:
         self.parms_id = self.seal.first_parms_id()
         self.encoder = sealapi.CKKSEncoder(self.seal)
         self.evaluator = sealapi.Evaluator(self.seal)
-        self.emb = _Embedding(self.n)
+        self.emb = CoefficientEmbedding(self.n)
 
     def _encode(self, coeffs: np.ndarray) -> Any:
         pt = self._s.Plaintext()

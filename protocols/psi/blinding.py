@@ -73,10 +73,13 @@ def hash_and_blind_chunk(
     sha512 = hashlib.sha512
     invert, legendre = gmpy2.invert, gmpy2.legendre
     pm, am, minus_a = _PM, _AM, _MINUS_A
-    to_bytes = int.to_bytes
-    us: list[bytes] = []
-    append = us.append
     skipped: list[int] = []
+    # Pass 1: hash to the field and form the denominators 1 + 2 r^2, keeping
+    # running products so that one inversion serves the whole chunk
+    # (Montgomery's trick: 3 multiplications per item instead of an inversion).
+    rs: list[Any] = []
+    prefix: list[Any] = []
+    acc = gmpy2.mpz(1)
     for pos, item in enumerate(items):
         msg = encode_item(item, norm)
         if msg is None:
@@ -86,10 +89,21 @@ def hash_and_blind_chunk(
         h.update(msg)
         h.update(tail0)
         r = _to_mpz(sha512(h.digest() + tail1).digest()[:FIELD_HASH_BYTES]) % pm
-        x = minus_a * invert(2 * r * r + 1, pm) % pm
+        rs.append(r)
+        prefix.append(acc)
+        acc = acc * (2 * r * r + 1) % pm
+    # Pass 2, backwards: each inverse from the running inverse, then Elligator 2.
+    inv = invert(acc, pm) if rs else acc
+    xs: list[int] = [0] * len(rs)
+    for i in range(len(rs) - 1, -1, -1):
+        r = rs[i]
+        d = 2 * r * r + 1
+        x = minus_a * (inv * prefix[i]) % pm
+        inv = inv * d % pm
         if legendre(x * (x * (x + am) + 1) % pm, pm) < 0:
             x = (minus_a - x) % pm
-        append(to_bytes(int(x), POINT_BYTES, "little"))
+        xs[i] = int(x)
+    us = [x.to_bytes(POINT_BYTES, "little") for x in xs]
     blinded = scalar_mult_many(b"".join(us), key)
     if blinded and not np.frombuffer(blinded, dtype=np.uint8).reshape(-1, POINT_BYTES).any(axis=1).all():
         # pragma: no cover - needs a SHA-512 preimage of a small-order point

@@ -1,42 +1,37 @@
-"""CKKS backend of intersection-aggregate: rows across slots, one-hot groups across vectors.
+"""CKKS backend of intersection-aggregate: coefficient-packed rows, exact masked read-out.
 
 Layout. The holder's rows (in its shuffled order) are cut into chunks of
-``slots`` rows. For each chunk and each (group, field) it encrypts one vector
-whose slot ``j`` holds the field's value for row ``j`` if that row is in the
-group, else 0; values are normalised ``(x - lo) / 2^e`` into ``[0, 1)``.
+``N = 8192`` rows. For each chunk and each (group, field) it encrypts one
+ciphertext whose polynomial *coefficient* ``i`` holds the field's fixed-point
+value for row ``i`` if that row is in the group, else 0 (one-hot by group, so
+the requester never learns a row's group). Values are normalised
+``(x - lo) / 2^e`` into ``[0, 1)`` and carried as ``round(v * 2^bits)``.
 
-Aggregation. The requester multiplies every vector of a chunk by its 0/1
-selection plaintext (1 at matched rows), adds across chunks slot-wise, and so
-gets, per (accumulator, group, field), a vector of per-slot partial sums. No
-rotation (Galois keys) is needed: the *holder* reduces across slots after
-decryption ("masked plaintext reduction"). Before sending, the requester adds
-a mask vector ``r`` to each:
+Aggregation. For each accumulator the requester multiplies every ciphertext of
+a chunk by the plaintext polynomial of its 0/1 selection laid out reversed
+(``w_0`` at 0, ``-w_i`` at ``N - i``), which puts the selected sum in
+coefficient 0 (:mod:`protocols.he.coefficients`), and adds the products across
+chunks: one ciphertext per (accumulator, group, field). No rotations, Galois or
+relinearisation keys; 60 products and sums per chunk instead of 60 x 4096 slot
+products.
 
-* value fields: ``r_j`` uniform in ``[-M, M]``, ``M = 2^mask_bits * W`` where
-  ``W`` is the number of chunks (the largest possible per-slot partial sum);
-  the requester keeps ``sum_j r_j``;
-* count fields: the same, but with ``sum_j r_j = 0``, so the holder learns the
-  count (for k) and nothing per slot.
+Masking. Before sending, the requester adds to each sum a fresh public-key
+encryption of a polynomial that is uniform modulo q in every coefficient
+(:meth:`~protocols.he.ckks_coeff.CkksCoeffPublic.mask`), so the holder decrypts
+uniform values: the other coefficients (cross terms that would reveal the
+match pattern) and, for value fields, coefficient 0. For count fields the
+mask's coefficient 0 is instead a *flooding* value ``d`` uniform in
+``[-2^(bits-3), 2^(bits-3)]``: the holder reads ``count * 2^bits + d + noise``,
+rounds it to the count (which it must see, for k) and learns nothing of the
+noise, which could otherwise carry a linear form of the selection.
 
-Release. The holder decrypts, sums the slots exactly (``math.fsum``), rounds
-counts to integers and every masked value to a power-of-two quantum at or above
-the decoding-error bound (:func:`protocols.he.ckks.decode_error_bound`), so
-the low bits carrying decryption noise are never released. The requester
-subtracts ``sum_j r_j``.
-
-Precision versus masking. Decoded slots are float64: a slot of magnitude ``M``
-carries an error of about ``M * 2^-50``, and a 4096-slot sum about
-``M * 2^-46``. ``mask_bits`` (chosen by the requester, whose match pattern the
-masks protect) therefore trades the statistical hiding of each per-slot
-partial sum (distance <= 2^-(mask_bits+1) per slot) for precision;
-:data:`CKKS_MASK_BITS` = 28 keeps the benchmark's relative error below 1e-6.
-Paillier's masks are 40 bits; see docs/STATS.md for the numbers.
-
-Scale drift. tenseal labels a rescaled product with scale 2^40 although the
-dropped prime is only close to 2^40, so products come out multiplied by a gain
-``2^40 / q`` (about 1 + 1.4e-7). The holder measures it once per context
-(:meth:`protocols.he.ckks.CkksSecretContext.product_gain`) and both sides divide
-it out.
+Release. The holder reads coefficient 0 of each decryption *exactly*
+(:meth:`~protocols.he.ckks_coeff.CkksCoeffSecret.read_constant`), checks each
+count, adds DP noise if asked, and rounds every masked value to a power-of-two
+quantum above the noise bound (so no bit that carries decryption noise is
+released). The requester subtracts its mask modulo q. The only approximation
+left is fixed point: each value is rounded to ``2^-bits`` of its range
+(``bits`` = 38 for up to 1M rows), plus at most one quantum per sum.
 """
 
 from __future__ import annotations
@@ -47,128 +42,123 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import tenseal as ts
 
 from pcnode.errors import CryptoError, InvalidInput, ProtocolError
 
 from ..dp import DpSpec, NoiseSource
-from ..he.ckks import (
-    DEFAULT_CKKS_PARAMS,
-    CkksParams,
-    CkksPublicContext,
-    CkksSecretContext,
-    decode_error_bound,
-    encode_vectors,
-    load_checked,
-    quantum_for,
-    round_to_quantum,
-    split_vectors,
+from ..he.ckks_coeff import (
+    CKKS_POLY_DEGREE,
+    MAX_RESULT_BITS,
+    CkksCoeffPublic,
+    CkksCoeffSecret,
+    noise_bound,
 )
 from .fields import COUNT, HIST, SUM, SUMSQ, Field
 from .query import StatsQuery
 from .result import GroupSums, suppress
 
 NAME = "ckks"
-#: Statistical masking of per-slot partial sums, limited by float64 decoding (see module doc).
-CKKS_MASK_BITS = 28
-#: Range of mask bits a holder accepts from a requester.
-MIN_MASK_BITS, MAX_MASK_BITS = 16, 40
-#: Vectors per message: ~330 KB each, so a message stays under ~2.7 MB (gRPC default limit 4 MiB).
-VECTORS_PER_MESSAGE = 8
-#: A count must decode within this of an integer, or the aggregate is not ours.
-COUNT_TOLERANCE = 0.25
+#: Layout and masking scheme this backend speaks (in the setup message).
+SCHEME = "ckks-coeff-v1"
+#: Fixed-point bits of a normalised value in [0, 1): the encoder is exact below 2^40.
+MAX_VALUE_BITS = 38
+#: Fewer bits than this and the fixed point is too coarse to be worth running.
+MIN_VALUE_BITS = 20
+#: Ciphertexts per message: ~66 KB each, so a message stays near 2 MB.
+CIPHERTEXTS_PER_MESSAGE = 32
+#: Flooding on count fields: uniform in [-2^(bits-FLOOD_MARGIN), 2^(bits-FLOOD_MARGIN)].
+FLOOD_MARGIN = 3
+
+
+def value_bits(n_rows: int) -> int:
+    """Fixed-point bits so that a sum over ``n_rows`` values in [0, 1) stays below 2^58."""
+    return min(MAX_VALUE_BITS, MAX_RESULT_BITS - max(1, math.ceil(math.log2(n_rows + 1))) - 1)
+
+
+def release_quantum_bits(n_rows: int) -> int:
+    """log2 of the release quantum: a power of two at least twice the noise bound."""
+    return math.ceil(math.log2(2 * noise_bound(n_rows)))
 
 
 # -- worker functions ----------------------------------------------------------------------
 
-_SECRET: dict[bytes, CkksSecretContext] = {}
-_PUBLIC: dict[bytes, CkksPublicContext] = {}
+_SECRET: dict[bytes, CkksCoeffSecret] = {}
+_PUBLIC: dict[bytes, CkksCoeffPublic] = {}
 
 
-def _secret(params: dict[str, Any], context_id: bytes, data: bytes) -> CkksSecretContext:
-    ctx = _SECRET.get(context_id)
-    if ctx is None:
+def _secret(data: bytes) -> CkksCoeffSecret:
+    key = _SECRET.get(data)
+    if key is None:
         _SECRET.clear()
-        ctx = _SECRET[context_id] = CkksSecretContext.from_worker_bytes(
-            CkksParams.from_json(params), context_id, data)
-    return ctx
+        key = _SECRET[data] = CkksCoeffSecret.from_worker_bytes(data)
+    return key
 
 
-def _public(data: bytes) -> CkksPublicContext:
-    ctx = _PUBLIC.get(data)
-    if ctx is None:
+def _public(data: bytes) -> CkksCoeffPublic:
+    pub = _PUBLIC.get(data)
+    if pub is None:
         _PUBLIC.clear()
-        ctx = _PUBLIC[data] = CkksPublicContext.from_bytes(data)
-    return ctx
+        pub = _PUBLIC[data] = CkksCoeffPublic(data)
+    return pub
 
 
-def encrypt_chunk(params: dict[str, Any], context_id: bytes, secret: bytes, groups: np.ndarray,
-                  values: np.ndarray, n_groups: int) -> list[bytes]:
-    """Encrypt one chunk: ``values`` (rows, fields) one-hot by ``groups`` -> G*F serialised vectors."""
-    ctx = _secret(params, context_id, secret)
-    slots = ctx.params.slots
-    out = []
-    for g in range(n_groups):
-        in_g = groups == g
-        for f in range(values.shape[1]):
-            v = np.zeros(slots)
-            v[: values.shape[0]] = np.where(in_g, values[:, f], 0.0)
-            out.append(ctx.encrypt(v).serialize())
-    return out
+def encrypt_chunk(secret: bytes, groups: np.ndarray, values: np.ndarray, n_groups: int) -> list[bytes]:
+    """Encrypt one chunk: ``values`` (rows, fields) fixed point, one-hot by ``groups`` -> G*F ciphertexts."""
+    key = _secret(secret)
+    rows, n_fields = values.shape
+    coeffs = np.zeros((n_groups, n_fields, key.n))
+    onehot = groups[None, :] == np.arange(n_groups)[:, None]  # (G, rows)
+    coeffs[:, :, :rows] = np.where(onehot[:, None, :], values.T[None, :, :], 0.0)
+    return key.encrypt_many(coeffs.reshape(n_groups * n_fields, key.n))
 
 
 def select_sum(public: bytes, chunks: Sequence[list[bytes]], selections: Sequence[np.ndarray],
                per_chunk: int) -> list[list[bytes] | None]:
-    """Multiply each chunk's vectors by each accumulator's 0/1 selection and add across chunks.
+    """Multiply each chunk's ciphertexts by each accumulator's reversed selection and add across chunks.
 
-    ``selections[c]`` is (n_acc, slots); returns per accumulator ``per_chunk``
-    serialised partial sums, or None where nothing was selected.
+    ``selections[c]`` is (n_acc, rows per chunk); returns per accumulator
+    ``per_chunk`` serialised sums, or None where nothing was selected.
     """
-    ctx = _public(public)
+    pub = _public(public)
     n_acc = selections[0].shape[0] if selections else 0
     acc: list[list[Any] | None] = [None] * n_acc
-    for vecs, sel in zip(chunks, selections, strict=True):
-        if len(vecs) != per_chunk:
-            raise CryptoError("a CKKS chunk has the wrong number of vectors")
-        loaded = [load_checked(ctx.context, v) for v in vecs]
+    for blobs, sel in zip(chunks, selections, strict=True):
+        if len(blobs) != per_chunk:
+            raise CryptoError("a CKKS chunk has the wrong number of ciphertexts")
+        loaded = [pub.load_ciphertext(b) for b in blobs]
         for a in range(n_acc):
             if not sel[a].any():
                 continue
-            mask = ts.plain_tensor(sel[a])  # built once, reused for every vector of the chunk
-            prods = [v.mul(mask) for v in loaded]
-            cur = acc[a]
-            if cur is None:
-                acc[a] = prods
-            else:
-                for i, p in enumerate(prods):
-                    cur[i] = cur[i].add(p)
-    return [None if x is None else [v.serialize() for v in x] for x in acc]
+            plain = pub.selection(sel[a])  # encoded once, used for every ciphertext of the chunk
+            cur = acc[a] or [None] * per_chunk
+            acc[a] = [pub.multiply_add(cur[i], ct, plain) for i, ct in enumerate(loaded)]
+    return [None if x is None else [pub.dump(ct) for ct in x] for x in acc]
 
 
 # -- holder ---------------------------------------------------------------------------------
 
 
 class CkksHolder:
-    """Holder side: normalises, encrypts one-hot vectors per chunk, releases rounded masked sums."""
+    """Holder side: normalises, encrypts one-hot coefficient vectors per chunk, releases masked sums."""
 
     name = NAME
 
     def __init__(self, query: StatsQuery, fields: list[Field], prepared: dict[str, np.ndarray],
                  hist_idx: list[np.ndarray], groups: np.ndarray, n_groups: int,
-                 params: CkksParams = DEFAULT_CKKS_PARAMS,
-                 context: CkksSecretContext | None = None) -> None:
+                 key: CkksCoeffSecret | None = None) -> None:
         self.query = query
         self.fields = fields
-        self.ctx = context or CkksSecretContext.generate(params)
-        self.params = self.ctx.params
+        self.key = key or CkksCoeffSecret()
         self.n_rows = int(groups.shape[0])
         self.groups = groups
         self.n_groups = n_groups
-        self.slots = self.params.slots
-        self.n_chunks = max(1, -(-self.n_rows // self.slots))
-        if float(2**MAX_MASK_BITS) * self.n_chunks * 4 > self.params.max_magnitude_after_product():
-            raise InvalidInput("too many rows for the CKKS parameters' masking headroom",
-                               hint="use the Paillier backend or larger CKKS parameters")
+        self.rows_per_chunk = CKKS_POLY_DEGREE
+        self.n_chunks = max(1, -(-self.n_rows // self.rows_per_chunk))
+        self.bits = value_bits(self.n_rows)
+        if self.bits < MIN_VALUE_BITS:
+            raise InvalidInput(f"{self.n_rows} rows are too many for the CKKS fixed point",
+                               hint="use the Paillier backend")
+        self.quantum_bits = release_quantum_bits(self.n_rows)
         self.encodings: list[tuple[str, float, int]] = []
         cols = []
         for c in query.value_columns:
@@ -186,76 +176,67 @@ class CkksHolder:
                 vals[:, fi] = cols[f.column] ** 2
             else:
                 vals[:, fi] = (hist_idx[f.hist] == f.bin).astype(np.float64)
-        self.values = vals
-        self._secret = self.ctx.worker_bytes()
-        self.gain = self.ctx.product_gain()
+        self.values = np.rint(vals * 2.0**self.bits)
+        self._secret = self.key.worker_bytes()
         #: Exact per-(accumulator, group) counts this holder decrypted (its own knowledge).
         self.counts_seen: list[int] = []
 
     def setup(self) -> dict[str, Any]:
-        """What the requester needs: parameters, encodings, layout sizes, mask bits."""
-        return {"params": self.params.to_json(),
+        """What the requester needs: scheme, encodings, fixed point and layout sizes."""
+        return {"scheme": SCHEME, "bits": self.bits,
                 "encodings": [[c, lo, e] for c, lo, e in self.encodings],
                 "n_groups": self.n_groups, "fields": [f.name for f in self.fields],
-                "n_chunks": self.n_chunks,
-                "gain": self.gain.hex()}
+                "n_chunks": self.n_chunks, "rows_per_chunk": self.rows_per_chunk}
 
     def key_bytes(self) -> bytes:
-        """The public context (parameters only, no keys)."""
-        return self.ctx.public_context_bytes()
+        """The public context: parameters and public key (no secret, Galois or relin keys)."""
+        return self.key.public_bytes()
 
     def rows_per_message(self) -> int:
-        """Rows per chunk (one chunk = one set of vectors)."""
-        return self.slots
+        """Rows per chunk (one chunk = one set of ciphertexts)."""
+        return self.rows_per_chunk
 
     def encrypt_task(self, rows: np.ndarray) -> tuple[Any, tuple[Any, ...]]:
         """(function, args) encrypting one chunk of rows."""
-        return encrypt_chunk, (self.params.to_json(), self.ctx.context_id, self._secret,
-                               self.groups[rows], self.values[rows], self.n_groups)
+        return encrypt_chunk, (self._secret, self.groups[rows], self.values[rows], self.n_groups)
 
-    def wrap(self, vectors: list[bytes]) -> list[bytes]:
-        """Split a chunk's vectors into messages."""
-        return [encode_vectors(self.ctx.context_id, vectors[i:i + VECTORS_PER_MESSAGE])
-                for i in range(0, len(vectors), VECTORS_PER_MESSAGE)]
+    def wrap(self, blobs: list[bytes]) -> list[bytes]:
+        """Split a chunk's ciphertexts into messages."""
+        return [self.key.pack(blobs[i:i + CIPHERTEXTS_PER_MESSAGE])
+                for i in range(0, len(blobs), CIPHERTEXTS_PER_MESSAGE)]
 
     def release(self, meta: dict[str, Any], blobs: list[bytes], k: int,
                 dp: DpSpec | None, noise: NoiseSource) -> dict[str, Any]:
-        """Decrypt, reduce across slots, check k, round to the quantum, add DP noise."""
+        """Decrypt coefficient 0 exactly, check k, add DP noise, round to the quantum."""
         try:
             n_acc = int(meta["n_acc"])
             empty = {int(a) for a in meta["empty"]}
-            mask_bits = int(meta["mask_bits"])
         except (KeyError, TypeError, ValueError):
             raise ProtocolError("peer sent a malformed CKKS aggregate header") from None
-        if not MIN_MASK_BITS <= mask_bits <= MAX_MASK_BITS:
-            raise ProtocolError("peer's CKKS mask width is outside the accepted range",
-                                actual=mask_bits, minimum=MIN_MASK_BITS, maximum=MAX_MASK_BITS)
-        used = min(self.n_rows, self.slots)
-        mask_bound = float(2**mask_bits) * self.n_chunks
         per = self.n_groups * len(self.fields)
         raw: list[bytes] = []
         for b in blobs:
-            raw.extend(split_vectors(b, self.ctx.context_id))
+            raw.extend(self.key.unpack(b))
         if n_acc < 1 or len(raw) != (n_acc - len(empty)) * per or not empty <= set(range(n_acc)):
             raise CryptoError("peer sent the wrong number of CKKS aggregates")
-        quantum = quantum_for(decode_error_bound(mask_bound, max(1, used)))
+        unit, quantum = 2**self.bits, 2**self.quantum_bits
         scales = self._noise_scales(dp)
         out_groups, suppressed = [], []
         it = iter(raw)
         self.counts_seen = []
         for a in range(n_acc):
             if a in empty:
-                totals = np.zeros((self.n_groups, len(self.fields)))
+                totals = [[0] * len(self.fields) for _ in range(self.n_groups)]
             else:
-                totals = np.array([[math.fsum(self.ctx.decrypt(load_checked(self.ctx.context, next(it))))
-                                    for _ in self.fields] for _ in range(self.n_groups)])
+                totals = [[self.key.read_constant(next(it)) for _ in self.fields]
+                          for _ in range(self.n_groups)]
             counts = {}
             for g in range(self.n_groups):
-                c = totals[g, 0] / self.gain
-                if abs(c - round(c)) > COUNT_TOLERANCE or not 0 <= round(c) <= self.n_rows:
+                c = round(totals[g][0] / unit)
+                if abs(totals[g][0] - c * unit) > unit // 4 or not 0 <= c <= self.n_rows:
                     raise CryptoError("an aggregate decrypts to an impossible count",
                                       hint="the peer's aggregate was not computed from our ciphertexts")
-                counts[g] = round(c)
+                counts[g] = c
             self.counts_seen.extend(counts[g] for g in range(self.n_groups))
             if dp is not None:
                 counts = {g: max(0, round(c + float(noise.sample(dp, 1.0)))) for g, c in counts.items()}
@@ -267,12 +248,13 @@ class CkksHolder:
                     continue
                 vals = []
                 for fi in range(1, len(self.fields)):
-                    v = float(totals[g, fi])
+                    v = totals[g][fi]
                     if dp is not None:
-                        v += float(noise.sample(dp, 1.0)) * scales[fi]
-                    vals.append(round_to_quantum(v, quantum))
+                        v += round(float(noise.sample(dp, 1.0)) * scales[fi] * unit)
+                    vals.append(str(self.key.centred(round(v / quantum) * quantum)))
                 out_groups.append([a, g, counts[g], vals])
-        return {"groups": out_groups, "suppressed": suppressed, "quantum": quantum}
+        return {"groups": out_groups, "suppressed": suppressed,
+                "quantum": quantum / unit}
 
     def _noise_scales(self, dp: DpSpec | None) -> list[float]:
         if dp is None:
@@ -287,6 +269,7 @@ class CkksHolder:
             span = (hi - lo) / 2.0**e
             out.append(span if f.kind == SUM else span * span)
         return out
+
 
 
 def _envelope(x: np.ndarray, bounds: tuple[float, float] | None) -> tuple[float, int]:
@@ -311,42 +294,39 @@ def _envelope(x: np.ndarray, bounds: tuple[float, float] | None) -> tuple[float,
 
 
 class CkksRequester:
-    """Requester side: selects and adds, masks with zero-sum masks on counts, unmasks."""
+    """Requester side: selects and adds, masks (flooding counts), unmasks."""
 
     name = NAME
 
     def __init__(self, setup: dict[str, Any], key_bytes: bytes, fields: list[Field],
-                 n_acc: int, n_rows: int, mask_bits: int = CKKS_MASK_BITS) -> None:
+                 n_acc: int, n_rows: int) -> None:
         self.public_bytes = key_bytes
-        self.pub = CkksPublicContext.from_bytes(key_bytes)
+        self.pub = CkksCoeffPublic(key_bytes)
         try:
-            params = CkksParams.from_json(setup["params"])
+            scheme = str(setup["scheme"])
+            self.bits = int(setup["bits"])
             self.encodings = [(str(c), float(lo), int(e)) for c, lo, e in setup["encodings"]]
             self._n_groups = int(setup["n_groups"])
             names = [str(n) for n in setup["fields"]]
             self.n_chunks = int(setup["n_chunks"])
-            self.gain = float.fromhex(str(setup["gain"]))
+            rows_per_chunk = int(setup["rows_per_chunk"])
         except (KeyError, TypeError, ValueError):
             raise ProtocolError("peer sent a malformed CKKS setup") from None
-        if params != self.pub.params:
-            raise CryptoError("peer's CKKS setup and context disagree on parameters")
+        if scheme != SCHEME:
+            raise ProtocolError(f"peer speaks CKKS scheme {scheme!r}, we speak {SCHEME!r}",
+                                hint="upgrade the older node")
         if names != [f.name for f in fields]:
             raise ProtocolError("peer's CKKS fields do not match the query")
-        if not MIN_MASK_BITS <= mask_bits <= MAX_MASK_BITS:
-            raise InvalidInput(f"CKKS mask bits must be {MIN_MASK_BITS}..{MAX_MASK_BITS}")
-        self.mask_bits = mask_bits
-        if not (1 <= self._n_groups <= 100_000
-                and self.n_chunks == max(1, -(-n_rows // params.slots))
-                and abs(self.gain - 1.0) < 2.0**-16):
+        if not (1 <= self._n_groups <= 100_000 and rows_per_chunk == self.pub.n
+                and self.n_chunks == max(1, -(-n_rows // rows_per_chunk))
+                and MIN_VALUE_BITS <= self.bits <= value_bits(n_rows)):
             raise ProtocolError("peer sent implausible CKKS layout sizes")
         self.fields = fields
         self.n_acc = n_acc
-        self.slots = params.slots
+        self.slots = rows_per_chunk
         self.per_chunk = self._n_groups * len(fields)
-        self.used_slots = max(1, min(n_rows, self.slots))
-        self.mask_bound = float(2**self.mask_bits) * self.n_chunks
         self.acc: list[list[Any] | None] = [None] * n_acc
-        self._mask_sums: list[list[float]] = []
+        self._masks: list[list[int]] = []
         self._pending: list[bytes] = []
 
     @property
@@ -355,10 +335,10 @@ class CkksRequester:
         return self._n_groups
 
     def feed(self, blob: bytes) -> list[bytes] | None:
-        """Collect vector messages; returns a whole chunk's vectors once complete."""
-        self._pending.extend(split_vectors(blob, self.pub.context_id))
+        """Collect ciphertext messages; returns a whole chunk's ciphertexts once complete."""
+        self._pending.extend(self.pub.unpack(blob))
         if len(self._pending) > self.per_chunk:
-            raise CryptoError("peer sent more CKKS vectors than a chunk holds")
+            raise CryptoError("peer sent more CKKS ciphertexts than a chunk holds")
         if len(self._pending) == self.per_chunk:
             out, self._pending = self._pending, []
             return out
@@ -374,46 +354,42 @@ class CkksRequester:
         for a, part in enumerate(partial):
             if part is None:
                 continue
-            vecs = [load_checked(self.pub.context, b) for b in part]
+            cts = [self.pub.load_ciphertext(b) for b in part]
             cur = self.acc[a]
-            if cur is None:
-                self.acc[a] = vecs
-            else:
-                for i, v in enumerate(vecs):
-                    cur[i] = cur[i].add(v)
+            self.acc[a] = cts if cur is None else [self.pub.add(x, y) for x, y in zip(cur, cts, strict=True)]
 
     def masked_aggregates(self) -> tuple[dict[str, Any], list[bytes]]:
-        """Add masks (zero-sum on count fields) and serialise; empty accumulators are declared."""
-        rng = np.random.default_rng(secrets.randbits(128))
-        vecs: list[ts.CKKSVector] = []
+        """Mask every sum (flooding on count fields) and serialise; empty accumulators are declared."""
+        blobs: list[bytes] = []
         empty = []
-        self._mask_sums = []
+        self._masks = []
         nf = len(self.fields)
+        flood = 2 ** (self.bits - FLOOD_MARGIN)
         for a in range(self.n_acc):
-            sums = [0.0] * self.per_chunk
             cur = self.acc[a]
             if cur is None:
                 empty.append(a)
-                self._mask_sums.append(sums)
+                self._masks.append([0] * self.per_chunk)
                 continue
-            for i, v in enumerate(cur):
-                r = np.zeros(self.slots)  # slots no row occupies stay unmasked (always 0)
-                r[: self.used_slots] = rng.uniform(-self.mask_bound, self.mask_bound, self.used_slots)
-                if i % nf == 0:  # count field: zero-sum mask
-                    last = self.used_slots - 1
-                    r[last] = 0.0
-                    r[last] = -math.fsum(r)
-                sums[i] = math.fsum(r)
-                vecs.append(v.add(r.tolist()))
-            self._mask_sums.append(sums)
-        blobs = [encode_vectors(self.pub.context_id, vecs[i:i + VECTORS_PER_MESSAGE])
-                 for i in range(0, len(vecs), VECTORS_PER_MESSAGE)]
-        return {"n_acc": self.n_acc, "empty": empty, "mask_bits": self.mask_bits}, blobs
+            masks = []
+            for i, ct in enumerate(cur):
+                if i % nf == 0:  # count field: the holder must read the count, flooded
+                    blob, _ = self.pub.mask(ct, constant=secrets.randbelow(2 * flood + 1) - flood)
+                    masks.append(0)
+                else:
+                    blob, r0 = self.pub.mask(ct)
+                    masks.append(r0)
+                blobs.append(blob)
+            self._masks.append(masks)
+        messages = [self.pub.pack(blobs[i:i + CIPHERTEXTS_PER_MESSAGE])
+                    for i in range(0, len(blobs), CIPHERTEXTS_PER_MESSAGE)]
+        return {"n_acc": self.n_acc, "empty": empty}, messages
 
     def unmask(self, release: dict[str, Any], labels: list[str], n_matched: int,
                noisy: bool) -> list[GroupSums]:
-        """Subtract the mask sums and undo normalisation; float sums."""
+        """Subtract the masks modulo q and undo the fixed point and normalisation."""
         nf, ng = len(self.fields), self._n_groups
+        unit = float(2**self.bits)
         sums: dict[tuple[int, int], GroupSums] = {}
         try:
             quantum = float(release["quantum"])
@@ -427,7 +403,7 @@ class CkksRequester:
         for entry in release.get("groups", []):
             try:
                 a, g, count = int(entry[0]), int(entry[1]), int(entry[2])
-                vals = [float(v) for v in entry[3]]
+                vals = [int(str(v)) for v in entry[3]]
             except (TypeError, ValueError, IndexError):
                 raise ProtocolError("peer sent a malformed release") from None
             if not (0 <= a < self.n_acc and 0 <= g < ng) or len(vals) != nf - 1:
@@ -435,8 +411,9 @@ class CkksRequester:
             if count < 0 or (not noisy and count > n_matched):
                 raise ProtocolError("peer released an impossible count")
             gs = GroupSums(labels[a * ng + g], count)
-            msum = self._mask_sums[a]
-            norm = {fi: (vals[fi - 1] - msum[g * nf + fi]) / self.gain for fi in range(1, nf)}
+            masks = self._masks[a]
+            norm = {fi: self.pub.centred(vals[fi - 1] - masks[g * nf + fi]) / unit
+                    for fi in range(1, nf)}
             self._reconstruct(gs, norm, count)
             sums[(a, g)] = gs
         if len(sums) != self.n_acc * ng or not math.isfinite(quantum):
@@ -462,4 +439,5 @@ class CkksRequester:
                 gs.s2[name] = norm[fi] * s * s + 2 * lo * s1n[f.column] * s + n * lo * lo
 
 
-__all__ = ["CKKS_MASK_BITS", "NAME", "CkksHolder", "CkksRequester", "encrypt_chunk", "select_sum"]
+__all__ = ["NAME", "SCHEME", "CkksHolder", "CkksRequester", "encrypt_chunk", "select_sum",
+           "value_bits"]

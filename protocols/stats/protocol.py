@@ -45,7 +45,6 @@ from pcnode.errors import InvalidInput, PcnodeError, PermissionDenied, ProtocolE
 
 from ..channel import Channel
 from ..dp import EpsilonAccountant, NoiseSource
-from ..he.ckks import DEFAULT_CKKS_PARAMS, CkksParams
 from ..he.paillier import DEFAULT_PAILLIER_BITS, PaillierSecretKey
 from ..he.pool import imap_chunks
 from . import ecdh
@@ -156,8 +155,7 @@ def run_holder(channel: Channel, keys: Sequence[bytes | str], columns: Mapping[s
                require_dp: bool = False,
                pool: Executor | None = None,
                paillier_bits: int = DEFAULT_PAILLIER_BITS,
-               paillier_key: PaillierSecretKey | None = None,
-               ckks_params: CkksParams = DEFAULT_CKKS_PARAMS) -> HolderReport:
+               paillier_key: PaillierSecretKey | None = None) -> HolderReport:
     """Serve one intersection-aggregate query as the holder S.
 
     ``query`` is what the node authorised (columns, grouping); the requester's
@@ -212,7 +210,7 @@ def run_holder(channel: Channel, keys: Sequence[bytes | str], columns: Mapping[s
             holder = PaillierHolder(query, fields, prepared, hidx, gidx, len(labels),
                                     key=paillier_key, bits=paillier_bits)
         else:
-            holder = CkksHolder(query, fields, prepared, hidx, gidx, len(labels), params=ckks_params)
+            holder = CkksHolder(query, fields, prepared, hidx, gidx, len(labels))
     except PcnodeError as exc:
         _send_error(channel, T_SETUP, exc)
         raise
@@ -252,15 +250,18 @@ def run_holder(channel: Channel, keys: Sequence[bytes | str], columns: Mapping[s
         except BaseException as exc:
             own_error.append(exc)
 
+    # R's double-blinded keys first: R cannot aggregate any chunk before it has all
+    # of them, and they are the largest single piece of work here (the hardened
+    # X25519 path), so our own rows wait until they are on their way.
+    incoming = ((channel.recv_array(T_A, np.uint8, (sl.stop - sl.start, ecdh.POINT_BYTES)), b, True)
+                for sl in _chunks(n_req, KEY_CHUNK))
+    parts = list(imap_chunks(ecdh.reblind, incoming, pool))
+    ab = np.concatenate(parts) if parts else np.zeros((0, ecdh.POINT_BYTES), np.uint8)
+    if not (query.group_side == REQUESTER and query.group_by is not None):
+        ab = ab[np.random.default_rng(secrets.randbits(128)).permutation(n_req)]
     worker = threading.Thread(target=own_rows, name="stats-holder-rows", daemon=True)
     worker.start()
     try:
-        incoming = ((channel.recv_array(T_A, np.uint8, (sl.stop - sl.start, ecdh.POINT_BYTES)), b, True)
-                    for sl in _chunks(n_req, KEY_CHUNK))
-        parts = list(imap_chunks(ecdh.reblind, incoming, pool))
-        ab = np.concatenate(parts) if parts else np.zeros((0, ecdh.POINT_BYTES), np.uint8)
-        if not (query.group_side == REQUESTER and query.group_by is not None):
-            ab = ab[np.random.default_rng(secrets.randbits(128)).permutation(n_req)]
         for sl in _chunks(n_req, KEY_CHUNK):
             channel.send(T_AB, ab[sl])
     except BaseException:

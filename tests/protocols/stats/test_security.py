@@ -5,10 +5,9 @@ import struct
 
 import numpy as np
 import pytest
-import tenseal as ts
 
 from pcnode.errors import CryptoError
-from protocols.he.ckks import CkksSecretContext, encode_vectors, split_vectors
+from protocols.he.ckks_coeff import CkksCoeffPublic, CkksCoeffSecret, _unpack
 from protocols.he.paillier import PaillierPublicKey, PaillierSecretKey
 from protocols.stats import StatsQuery
 
@@ -76,8 +75,9 @@ def test_no_raw_value_key_or_secret_in_any_message_the_holder_sends(backend):
             for x in _numbers(json.loads(blob)):
                 assert x not in raw_values and x not in raw_ints, f"raw value in {tag}"
         if tag == "stats/key" and backend == "ckks":
-            body = blob[25 + struct.unpack(">I", blob[21:25])[0]:]
-            assert not ts.context_from(body).is_private()
+            _, parts = _unpack(blob, "public context")
+            assert len(parts) == 2  # parameters and a public key, nothing else
+            assert CkksCoeffPublic(blob).context_id == blob[5:21]
 
 
 def _flip_key_id(blob: bytes) -> bytes:
@@ -113,13 +113,13 @@ def test_truncated_ciphertext_batch_is_named():
 
 def test_foreign_and_malformed_ckks_vectors_are_named():
     s_keys, r_keys, cols, *_ = _dataset()
-    other = CkksSecretContext.generate()
+    other = CkksCoeffSecret()
 
     def foreign(tag, p):
         if tag != "stats/enc":
             return p
-        n = len(split_vectors(p, p[5:21]))
-        return encode_vectors(other.context_id, [other.encrypt(np.zeros(4096))] * n)
+        n = len(_unpack(p, "batch")[1])
+        return other.pack([other.encrypt(np.zeros(8192))] * n)
 
     with pytest.raises(CryptoError, match="foreign context"):
         run_stats(StatsQuery.parse("count,sum:income"), r_keys, s_keys, cols, backend="ckks",
@@ -128,12 +128,17 @@ def test_foreign_and_malformed_ckks_vectors_are_named():
     def garbage(tag, p):
         if tag != "stats/enc":
             return p
-        vecs = split_vectors(p, p[5:21])
-        return encode_vectors(p[5:21], [v[:100] for v in vecs])
+        context_id, blobs = _unpack(p, "batch")
+        return p[:5] + context_id + struct.pack(">I", len(blobs)) + b"".join(
+            struct.pack(">I", 100) + b[:100] for b in blobs)
 
-    with pytest.raises(CryptoError, match="does not parse"):
+    with pytest.raises(CryptoError, match="malformed ciphertext"):
         run_stats(StatsQuery.parse("count,sum:income"), r_keys, s_keys, cols, backend="ckks",
                   s_tamper=garbage)
+
+    with pytest.raises(CryptoError, match="truncated"):
+        run_stats(StatsQuery.parse("count,sum:income"), r_keys, s_keys, cols, backend="ckks",
+                  s_tamper=lambda tag, p: p[:10] if tag == "stats/enc" else p)
 
 
 def test_a_context_carrying_the_secret_key_is_refused_by_the_requester():
@@ -142,14 +147,37 @@ def test_a_context_carrying_the_secret_key_is_refused_by_the_requester():
     def leak(tag, p):
         if tag != "stats/key":
             return p
-        mlen = struct.unpack(">I", p[21:25])[0]
-        ctx = ts.context_from(p[25 + mlen:])
-        assert not ctx.is_private()
-        full = CkksSecretContext.generate().context.serialize(save_secret_key=True)
-        return p[:25 + mlen] + full
+        return CkksCoeffSecret().worker_bytes()  # parameters and a secret key
 
     with pytest.raises(CryptoError, match="secret key"):
         run_stats(StatsQuery.parse("count"), r_keys, s_keys, cols, backend="ckks", s_tamper=leak)
+
+
+def test_forged_ckks_aggregates_from_the_requester_are_named():
+    s_keys, r_keys, cols, *_ = _dataset()
+    box: dict = {}
+
+    def keep_key(tag, p):
+        if tag == "stats/key":
+            box["pub"] = CkksCoeffPublic(p)
+        return p
+
+    def forged(tag, p):  # well-formed ciphertexts under the holder's key, not our aggregate
+        if tag != "stats/agg/data":
+            return p
+        pub = box["pub"]
+        n = len(pub.unpack(p))
+        return pub.pack([pub.mask(None)[0] for _ in range(n)])
+
+    with pytest.raises(CryptoError, match="impossible count"):
+        run_stats(StatsQuery.parse("count,sum:income"), r_keys, s_keys, cols, backend="ckks",
+                  s_tamper=keep_key, r_tamper=forged)
+
+    with pytest.raises(CryptoError, match="wrong number of CKKS aggregates"):
+        run_stats(StatsQuery.parse("count,sum:income"), r_keys, s_keys, cols, backend="ckks",
+                  s_tamper=keep_key,
+                  r_tamper=lambda tag, p: box["pub"].pack(box["pub"].unpack(p)[:1])
+                  if tag == "stats/agg/data" else p)
 
 
 def test_malformed_aggregates_from_the_requester_are_named_at_both_ends():

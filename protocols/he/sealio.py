@@ -45,7 +45,7 @@ def _scratch_dir() -> str:
     with _lock:
         if _dir is None:
             base = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
-            _dir = tempfile.mkdtemp(prefix="pcnode-fl-", dir=base)
+            _dir = tempfile.mkdtemp(prefix="pcnode-he-", dir=base)
             atexit.register(shutil.rmtree, _dir, True)
         return _dir
 
@@ -60,7 +60,7 @@ def _path(kind: str) -> str:
 
 
 def dump(obj: Any) -> bytes:
-    """Serialise a SEAL object (ciphertext, public key, ...) to bytes."""
+    """Serialise a SEAL object (ciphertext, public key, a seeded ``Serializable``, ...) to bytes."""
     path = _path("out")
     obj.save(path)
     with open(path, "rb") as fh:
