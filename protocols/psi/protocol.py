@@ -354,7 +354,7 @@ class _Run:
         """Receive the peer's stream under ``tag`` and yield it blinded with our key.
 
         ``returned`` says the blinded values go back to the peer, which chose
-        the points: they are then blinded on the hardened X25519 path.
+        the points: they are then blinded on the audited X25519 path.
         """
         p = self.params
         step = p.task_items

@@ -54,7 +54,7 @@ def reblind(points: np.ndarray, scalar: bytes, returned_to_sender: bool = False)
     """``P^scalar`` for peer-supplied points; CryptoError for a bad shape or a small-order point.
 
     ``returned_to_sender``: the results go back to the peer that sent the points
-    (the holder's pass over the requester's keys), so they use the hardened path.
+    (the holder's pass over the requester's keys), so they take the audited path.
     """
     if points.ndim != 2 or points.shape[1] != POINT_BYTES or points.dtype != np.uint8:
         raise CryptoError(f"points must be an (n, 32) uint8 array, got {points.dtype} {points.shape}")

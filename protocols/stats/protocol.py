@@ -251,7 +251,7 @@ def run_holder(channel: Channel, keys: Sequence[bytes | str], columns: Mapping[s
             own_error.append(exc)
 
     # R's double-blinded keys first: R cannot aggregate any chunk before it has all
-    # of them, and they are the largest single piece of work here (the hardened
+    # of them, and they are the largest single piece of work here (the audited
     # X25519 path), so our own rows wait until they are on their way.
     incoming = ((channel.recv_array(T_A, np.uint8, (sl.stop - sl.start, ecdh.POINT_BYTES)), b, True)
                 for sl in _chunks(n_req, KEY_CHUNK))

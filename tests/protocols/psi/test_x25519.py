@@ -1,12 +1,14 @@
 """Batched X25519: both backends compute RFC 7748 exactly, and crypto_mb's defect is contained."""
 
 import os
+import random
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from pcnode.errors import CryptoError
 from protocols.psi import x25519
 from protocols.psi.curve import SMALL_ORDER_U, P
 
@@ -77,14 +79,42 @@ def test_crypto_mb_defect_is_still_present_or_docs_need_updating():
     assert len(wrong) >= 2
 
 
-def test_points_returned_to_sender_are_always_computed_exactly():
+def test_points_returned_to_sender_are_exact_or_refused():
     ossl = x25519.backend("openssl")
     key = os.urandom(32)
-    points = b"".join(enc(u) for u in DEFECT_INPUTS) + os.urandom(32 * 20)
-    assert x25519.scalar_mult_many(points, key, returned_to_sender=True) == ossl(points, key)
+    crafted = b"".join(enc(u) for u in DEFECT_INPUTS)
+    honest = os.urandom(32 * 20)
+    assert x25519.scalar_mult_many(honest, key, returned_to_sender=True) == ossl(honest, key)
+    if x25519.BACKEND == "openssl":
+        assert x25519.scalar_mult_many(crafted, key, returned_to_sender=True) == ossl(crafted, key)
+        return
+    with pytest.raises(CryptoError, match="self-check failed"):  # small batch: audited in full
+        x25519.scalar_mult_many(crafted + honest, key, returned_to_sender=True)
 
 
-def test_the_holder_blinds_the_requesters_points_on_the_hardened_path(monkeypatch):
+@needs_crypto_mb
+def test_the_audit_catches_crafted_points_in_a_large_batch():
+    key = os.urandom(32)
+    # 200 crafted points among 3000: all escape a 1/8 audit with probability (7/8)^200 < 1e-11
+    crafted = [enc(2**92 - 1)] * 200
+    batch = [os.urandom(32) for _ in range(2800)] + crafted
+    random.Random(5).shuffle(batch)
+    with pytest.raises(CryptoError, match="self-check failed"):
+        x25519.scalar_mult_many(b"".join(batch), key, returned_to_sender=True)
+
+
+@needs_crypto_mb
+def test_returned_points_can_all_go_through_openssl():
+    code = ("import os; from protocols.psi import x25519 as x; k = os.urandom(32); "
+            "p = (2**92 - 1).to_bytes(32, 'little') * 8; "
+            "print(x.scalar_mult_many(p, k, returned_to_sender=True) == x.backend('openssl')(p, k))")
+    env = dict(os.environ, **{x25519.RETURNED_ENV: "openssl"})
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "True", out.stderr
+
+
+def test_the_holder_blinds_the_requesters_points_on_the_audited_path(monkeypatch):
     calls: list[int] = []
     real = x25519.scalar_mult_many
 
