@@ -40,7 +40,6 @@ gradient step needs.
 from __future__ import annotations
 
 import math
-import os
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -50,24 +49,16 @@ import numpy as np
 from pcnode.errors import CryptoError, InvalidInput, ProtocolError
 
 from ..he import sealio
-from ..he.coefficients import CoefficientEmbedding
+from ..he.ckks_coeff import (
+    CKKS_COEFF_BITS,
+    CKKS_POLY_DEGREE,
+    MAX_RESULT_BITS,
+    CkksCoeffContext,
+    coeff_parameters,
+    uniform_ntt,
+)
 
 # --- security and precision parameters ---------------------------------------------------
-
-#: Ring degree. With log2(q) = 120 (below) this is far inside the 128-bit
-#: security bound of the HE standard (log2 q <= 218 for N = 8192).
-CKKS_POLY_DEGREE = 8192
-
-#: A single 60-bit prime: all vertical-LR arithmetic is linear (no rescaling,
-#: no relinearisation, no rotations, hence no key switching and no special
-#: prime), and masked values are uniform modulo it. log2 q = 60 is far inside
-#: the 128-bit bound (218) for N = 8192. One prime also makes public-key
-#: encryption ~40% cheaper than with a special prime.
-CKKS_COEFF_BITS = (60,)
-
-#: Fixed-point results (value * 2**bits) must stay below 2**MAX_RESULT_BITS
-#: in absolute value so that they do not wrap modulo the ~2**60 prime.
-MAX_RESULT_BITS = 58
 
 #: Bits of fixed-point precision for encrypted per-row values (residual,
 #: partial predictors). 2**-22 rounding, and encryption noise divided by
@@ -153,27 +144,13 @@ def _unpack_list(data: bytes, limit: int) -> list[bytes]:
 # ========================================================================================
 
 
-class _CkksBase:
-    """State shared by the key holder and the public-key parties (SEAL via tenseal.sealapi)."""
+class _CkksBase(CkksCoeffContext):
+    """State shared by the key holder and the public-key parties (SEAL via tenseal.sealapi).
 
-    def __init__(self, parms: Any) -> None:
-        import tenseal.sealapi as sealapi
-
-        self._s = sealapi
-        if parms.poly_modulus_degree() != CKKS_POLY_DEGREE or \
-                [m.bit_count() for m in parms.coeff_modulus()] != list(CKKS_COEFF_BITS):
-            raise CryptoError("CKKS parameters differ from this pcnode's",
-                              hint="all parties must run compatible pcnode versions")
-        self.parms = parms
-        self.seal = sealapi.SEALContext(parms, True, sealapi.SEC_LEVEL_TYPE.TC128)
-        if not self.seal.parameters_set():
-            raise CryptoError("CKKS parameters are not valid for 128-bit security")
-        self.n = CKKS_POLY_DEGREE
-        self.q = int(parms.coeff_modulus()[0].value())
-        self.parms_id = self.seal.first_parms_id()
-        self.encoder = sealapi.CKKSEncoder(self.seal)
-        self.evaluator = sealapi.Evaluator(self.seal)
-        self.emb = CoefficientEmbedding(self.n)
+    The parameters (N = 8192, one 60-bit prime: all vertical-LR arithmetic is
+    linear, so no rescaling, relinearisation or rotation, hence no special
+    prime) are :mod:`protocols.he.ckks_coeff`'s.
+    """
 
     def _encode(self, coeffs: np.ndarray) -> Any:
         pt = self._s.Plaintext()
@@ -185,20 +162,11 @@ class _CkksBase:
         return self.emb.coefficients(slots, positions)
 
 
-def _new_parameters() -> Any:
-    import tenseal.sealapi as sealapi
-
-    parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
-    parms.set_poly_modulus_degree(CKKS_POLY_DEGREE)
-    parms.set_coeff_modulus(sealapi.CoeffModulus.Create(CKKS_POLY_DEGREE, list(CKKS_COEFF_BITS)))
-    return parms
-
-
 class CkksArbiterKey(_CkksBase):
     """The arbiter's secret CKKS key. Only :meth:`public_bytes` leaves the arbiter."""
 
     def __init__(self) -> None:
-        super().__init__(_new_parameters())
+        super().__init__(coeff_parameters())
         keygen = self._s.KeyGenerator(self.seal)
         self._public_key = self._s.PublicKey()
         keygen.create_public_key(self._public_key)
@@ -448,17 +416,6 @@ class CkksOps(_CkksBase):
 
     # -- masking --------------------------------------------------------------------------
 
-    def _uniform_ntt(self) -> np.ndarray:
-        # 60 random bits per value, rejection-sampled below q: exactly uniform mod q.
-        out = np.frombuffer(os.urandom(8 * self.n), dtype=np.uint64) >> np.uint64(4)
-        bad = out >= self.q
-        while bad.any():
-            fresh = np.frombuffer(os.urandom(8 * int(bad.sum())), dtype=np.uint64) >> np.uint64(4)
-            out = out.copy()
-            out[bad] = fresh
-            bad = out >= self.q
-        return out
-
     def fresh_masks(self, count: int) -> list[tuple[Any, np.ndarray]]:
         """``count`` masks: a fresh encryption of a uniform polynomial and its designated values.
 
@@ -466,7 +423,7 @@ class CkksOps(_CkksBase):
         """
         out = []
         for _ in range(count):
-            r_pt = sealio.plaintext_from_ntt(self.seal, self.parms_id, self._uniform_ntt())
+            r_pt = sealio.plaintext_from_ntt(self.seal, self.parms_id, uniform_ntt(self.q, self.n))
             ct = self._s.Ciphertext(self.seal)
             self.encryptor.encrypt(r_pt, ct)  # fresh randomness: re-randomises c1 too
             out.append((ct, self._decode_at(r_pt, self.positions)))

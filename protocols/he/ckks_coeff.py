@@ -78,7 +78,8 @@ def noise_bound(selected: int, degree: int = CKKS_POLY_DEGREE) -> int:
     return int(NOISE_SIGMAS * var**0.5) + 1
 
 
-def _parameters() -> Any:
+def coeff_parameters() -> Any:
+    """SEAL ``EncryptionParameters`` for this module's CKKS: N = 8192, one 60-bit prime."""
     import tenseal.sealapi as sealapi
 
     parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
@@ -114,10 +115,26 @@ def _unpack(data: bytes, what: str) -> tuple[bytes, list[bytes]]:
     return context_id, parts
 
 
-class _Base:
-    """SEAL objects shared by both sides."""
+def uniform_ntt(q: int, n: int = CKKS_POLY_DEGREE) -> np.ndarray:
+    """``n`` values uniform modulo ``q`` (< 2^60): 60 random bits each, rejection-sampled."""
+    out = np.frombuffer(os.urandom(8 * n), dtype=np.uint64) >> np.uint64(4)
+    bad = out >= q
+    while bad.any():
+        fresh = np.frombuffer(os.urandom(8 * int(bad.sum())), dtype=np.uint64) >> np.uint64(4)
+        out = out.copy()
+        out[bad] = fresh
+        bad = out >= q
+    return out
 
-    def __init__(self, parms: Any, context_id: bytes) -> None:
+
+class CkksCoeffContext:
+    """SEAL objects for the parameters above, shared by every party (no key material).
+
+    ``context_id`` names the key a frame of ciphertexts belongs to (16 zero
+    bytes for users that do not frame, such as federated LR).
+    """
+
+    def __init__(self, parms: Any, context_id: bytes = bytes(16)) -> None:
         import tenseal.sealapi as sealapi
 
         self._s = sealapi
@@ -180,12 +197,12 @@ class _Base:
         return blobs
 
 
-class CkksCoeffSecret(_Base):
+class CkksCoeffSecret(CkksCoeffContext):
     """The key owner's side. Only :meth:`public_bytes` leaves the owner's node."""
 
     def __init__(self, *, _parts: tuple[Any, Any, bytes] | None = None) -> None:
         if _parts is None:
-            super().__init__(_parameters(), secrets.token_bytes(16))
+            super().__init__(coeff_parameters(), secrets.token_bytes(16))
             keygen = self._s.KeyGenerator(self.seal)
             self._secret_key = keygen.secret_key()
             self._public_key = self._s.PublicKey()
@@ -242,7 +259,7 @@ class CkksCoeffSecret(_Base):
         return self.centred(self.constant_of_ntt([pt.data(i) for i in range(self.n)]))
 
 
-class CkksCoeffPublic(_Base):
+class CkksCoeffPublic(CkksCoeffContext):
     """The other party's side: loads the owner's ciphertexts, selects, adds and masks."""
 
     def __init__(self, public: bytes) -> None:
@@ -292,17 +309,6 @@ class CkksCoeffPublic(_Base):
         """Serialise a ciphertext."""
         return sealio.dump(ct)
 
-    def _uniform_ntt(self) -> np.ndarray:
-        # 60 random bits per value, rejection-sampled below q: exactly uniform mod q.
-        out = np.frombuffer(os.urandom(8 * self.n), dtype=np.uint64) >> np.uint64(4)
-        bad = out >= self.q
-        while bad.any():
-            fresh = np.frombuffer(os.urandom(8 * int(bad.sum())), dtype=np.uint64) >> np.uint64(4)
-            out = out.copy()
-            out[bad] = fresh
-            bad = out >= self.q
-        return out
-
     def mask(self, ct: Any | None, constant: int | None = None) -> tuple[bytes, int]:
         """``ct`` plus a fresh encryption of a uniform polynomial; returns the bytes and its coefficient 0.
 
@@ -310,7 +316,7 @@ class CkksCoeffPublic(_Base):
         instead of uniform; every other coefficient stays uniform. ``ct=None``
         masks an empty aggregate (an encryption of the mask alone).
         """
-        values = self._uniform_ntt()
+        values = uniform_ntt(self.q, self.n)
         c0 = self.constant_of_ntt(values)
         if constant is not None:
             # Adding a constant polynomial adds that constant to every NTT value.
@@ -329,7 +335,10 @@ __all__ = [
     "CKKS_COEFF_BITS",
     "CKKS_POLY_DEGREE",
     "MAX_RESULT_BITS",
+    "CkksCoeffContext",
     "CkksCoeffPublic",
     "CkksCoeffSecret",
+    "coeff_parameters",
     "noise_bound",
+    "uniform_ntt",
 ]

@@ -20,6 +20,15 @@ THREADS = 8
 PER_THREAD = 200
 
 
+def _run_all(work: Callable[[int], None], n: int) -> None:
+    """Run ``work(0..n-1)`` in ``n`` threads and wait for all of them."""
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+
+
 def test_threads_keep_one_chain(ledger: Ledger, key: Ed25519PrivateKey) -> None:
     errors: list[BaseException] = []
     returned: list[list[int]] = [[] for _ in range(THREADS)]
@@ -36,11 +45,7 @@ def test_threads_keep_one_chain(ledger: Ledger, key: Ed25519PrivateKey) -> None:
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    _run_all(work, THREADS)
     assert not errors, errors
     checkpoints = PER_THREAD // 50
     assert len(ledger) == THREADS * PER_THREAD + checkpoints
@@ -110,11 +115,7 @@ def test_every_returned_entry_is_durable(store_url: str, key: Ed25519PrivateKey)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    _run_all(work, THREADS)
     assert not errors, errors
     stats = ledger.commit_stats()
     store.close()
