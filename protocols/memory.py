@@ -27,17 +27,21 @@ class _Inbox:
         self.cond = threading.Condition()
         self.queues: dict[str, deque[tuple[int, bytes, bytes]]] = defaultdict(deque)
         self.cancelled: str | None = None
+        #: Bytes sent but not yet received, over all tags.
+        self.buffered = 0
 
 
 class MemoryChannel(Channel):
     """One end of an in-process link; created in pairs by :class:`MemoryNetwork`."""
 
     def __init__(self, local: str, peer: str, inbox: _Inbox, outbox: _Inbox,
-                 timeout: float = DEFAULT_RECV_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_RECV_TIMEOUT,
+                 max_buffered_bytes: int | None = None) -> None:
         super().__init__(local, peer, timeout)
         self._inbox = inbox
         self._outbox = outbox
         self._peer_end: MemoryChannel | None = None
+        self._max_buffered = max_buffered_bytes
 
     def _transmit(self, tag: str, kind: int, meta: bytes, data: memoryview) -> None:
         box = self._outbox
@@ -45,9 +49,20 @@ class MemoryChannel(Channel):
             if box.cancelled is not None or self._inbox.cancelled is not None:
                 raise Cancelled(f"link {self.local}->{self.peer} is cancelled: "
                                 f"{box.cancelled or self._inbox.cancelled}")
+            if self._max_buffered is not None:  # flow control, as on a real link
+                room = box.cond.wait_for(
+                    lambda: box.buffered < self._max_buffered or box.cancelled is not None
+                    or self._inbox.cancelled is not None, timeout=self.timeout)
+                if box.cancelled is not None or self._inbox.cancelled is not None:
+                    raise Cancelled(f"link {self.local}->{self.peer} is cancelled")
+                if not room:
+                    raise ChannelTimeout(
+                        f"{self.peer} has not read our messages for {self.timeout:g}s",
+                        hint="the peer is stuck or overloaded", peer=self.peer, tag=tag)
             # The receiver hashes in arrival order, which here is append order.
             peer_end = self._peer_end
             blob = bytes(data)
+            box.buffered += len(blob)
             if peer_end is not None:
                 peer_end._absorb_received(tag, kind, meta, blob)
             box.queues[tag].append((kind, meta, blob))
@@ -59,7 +74,10 @@ class MemoryChannel(Channel):
             ok = box.cond.wait_for(lambda: box.queues[tag] or box.cancelled is not None,
                                    timeout=timeout)
             if box.queues[tag]:
-                return box.queues[tag].popleft()
+                item = box.queues[tag].popleft()
+                box.buffered -= len(item[2])
+                box.cond.notify_all()
+                return item
             if box.cancelled is not None:
                 raise Cancelled(f"job cancelled on link {self.peer}->{self.local}: {box.cancelled}")
             assert not ok
@@ -79,18 +97,26 @@ class MemoryChannel(Channel):
 
 
 class MemoryNetwork:
-    """A full mesh of :class:`MemoryChannel` links between named parties."""
+    """A full mesh of :class:`MemoryChannel` links between named parties.
+
+    ``max_buffered_bytes`` bounds what a link holds unread, per direction: a
+    sender then blocks, as on a real link under flow control, so tests can
+    catch protocols that need unbounded buffering.
+    """
 
     def __init__(self, parties: list[str] | tuple[str, ...],
-                 timeout: float = DEFAULT_RECV_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_RECV_TIMEOUT,
+                 max_buffered_bytes: int | None = None) -> None:
         if len(set(parties)) != len(parties) or len(parties) < 2:
             raise InvalidInput("a network needs at least two distinct party names")
         self.parties = tuple(parties)
         self._channels: dict[str, dict[str, MemoryChannel]] = {p: {} for p in parties}
         for a, b in itertools.combinations(parties, 2):
             ab, ba = _Inbox(), _Inbox()  # ab: messages travelling a->b
-            end_a = MemoryChannel(a, b, inbox=ba, outbox=ab, timeout=timeout)
-            end_b = MemoryChannel(b, a, inbox=ab, outbox=ba, timeout=timeout)
+            end_a = MemoryChannel(a, b, inbox=ba, outbox=ab, timeout=timeout,
+                                  max_buffered_bytes=max_buffered_bytes)
+            end_b = MemoryChannel(b, a, inbox=ab, outbox=ba, timeout=timeout,
+                                  max_buffered_bytes=max_buffered_bytes)
             end_a._peer_end, end_b._peer_end = end_b, end_a
             self._channels[a][b] = end_a
             self._channels[b][a] = end_b

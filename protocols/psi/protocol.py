@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -267,6 +269,7 @@ class _Run:
         self._pool = pool
         self._own_pool: Executor | None = None
         self._counts = {"hashed": 0, "blinded": 0, "sent": 0, "received": 0}
+        self._count_lock = threading.Lock()
         self._bytes0 = (channel.bytes_in, channel.bytes_out)
         self._t0 = time.perf_counter()
         self.timeout = max(channel.timeout, params.compute_timeout)
@@ -297,10 +300,11 @@ class _Run:
     # -- progress -------------------------------------------------------------------
 
     def tick(self, stage: str, n: int, total: int | None = None) -> None:
-        """Count ``n`` more units of ``stage`` and report them."""
-        self._counts[stage] += n
-        if self._progress is not None:
-            self._progress(stage, self._counts[stage], total)
+        """Count ``n`` more units of ``stage`` and report them (from any thread)."""
+        with self._count_lock:
+            self._counts[stage] += n
+            if self._progress is not None:
+                self._progress(stage, self._counts[stage], total)
 
     # -- the two passes -----------------------------------------------------------------
 
@@ -399,6 +403,48 @@ class _Run:
         return res
 
 
+class _Beside:
+    """Run one step of a party in a thread beside the caller's.
+
+    Both parties stream their own points while the peer's arrive. Done one
+    after the other, both would block on a full link once a stream outgrows
+    the channel's buffers (at a few million points over gRPC), so each party
+    sends, and reads what it will need later, concurrently with its main pass.
+    A failure here cancels the link, so the caller never waits forever; the
+    caller then re-raises this error instead of the cancellation.
+    """
+
+    def __init__(self, ch: Channel, name: str, fn: Callable[[], Any]) -> None:
+        self._ch = ch
+        self._value: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._value = fn()
+        except BaseException as exc:
+            self.error = exc
+            self._ch.cancel(f"PSI step failed: {type(exc).__name__}")
+
+    def result(self) -> Any:
+        """Wait for the step; its value, or its error raised here."""
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self._value
+
+
+def _first_error(cancelled: Cancelled, steps: tuple[_Beside, ...]) -> BaseException:
+    """The error that made a step cancel the link, else the cancellation itself."""
+    for step in steps:
+        step._thread.join(timeout=5.0)
+        if step.error is not None and not isinstance(step.error, Cancelled):
+            return step.error
+    return cancelled
+
+
 def _digests(chunks: Iterator[np.ndarray], expected: int | None = None,
              peer: str = "peer") -> np.ndarray:
     """Keep only the 16-byte keys of a stream of points, as one (n, 16) array.
@@ -474,15 +520,23 @@ def _requester(run: _Run) -> PsiResult:
     mode = p.mode
     own = run.first_pass(job_dst(salt), retain=mode in REQUESTER_LEARNS_ITEMS and p.collect_items)
     assert own.points is not None
-    n_own = run.send(TAG_REQUESTER_BLINDED, own.points, own.rows)
-    own.points = None  # the holder returns what we need; free 32 B per row now
-    holder_stream = StreamDigest()
-    theirs = _digests(run.blind_peer(TAG_HOLDER_BLINDED, ordered=True, returned=False,
-                                        digest=holder_stream))
+    points, rows, own.points = own.points, own.rows, None  # sent, then freed: 32 B per row
+    n_own = len(points) if rows is None else len(rows)
     shuffled = mode in ("cardinality", "join")
-    mine = _digests(recv_points(ch, TAG_REQUESTER_DOUBLE, run.timeout, ordered=shuffled,
-                                on_received=lambda k: run.tick("received", k, n_own)),
-                    expected=n_own, peer=ch.peer)
+    sender = _Beside(ch, "psi-send", partial(run.send, TAG_REQUESTER_BLINDED, points, rows))
+    del points
+    doubles = _Beside(ch, "psi-recv-double", lambda: _digests(
+        recv_points(ch, TAG_REQUESTER_DOUBLE, run.timeout, ordered=shuffled,
+                    on_received=lambda k: run.tick("received", k, n_own)),
+        expected=n_own, peer=ch.peer))
+    holder_stream = StreamDigest()
+    try:
+        theirs = _digests(run.blind_peer(TAG_HOLDER_BLINDED, ordered=True, returned=False,
+                                         digest=holder_stream))
+    except Cancelled as exc:
+        raise _first_error(exc, (sender, doubles)) from None
+    sender.result()
+    mine = doubles.result()
     common = dict(own_size=n_own, own_rows=own.own_rows, peer_size=len(theirs),
                   duplicates_dropped=own.duplicates, skipped=own.skipped)
     if mode in REQUESTER_LEARNS_ITEMS:
@@ -549,6 +603,26 @@ def _check_hello(hello: Any, p: PsiParams, peer: str) -> tuple[bytes, list[str]]
     return salt, problems
 
 
+def _answer_requester(run: _Run, mode: str) -> int:
+    """Blind R's points and return them: in R's order, streaming, or sorted; their count."""
+    ch, p = run.ch, run.params
+    if mode in REQUESTER_LEARNS_ITEMS:
+        # R must map each value back to its row: return them in R's order, streaming.
+        n_peer = 0
+        for part in rechunk(run.blind_peer(TAG_REQUESTER_BLINDED, ordered=True, returned=True),
+                            p.chunk_size):
+            ch.send(TAG_REQUESTER_DOUBLE, np.ascontiguousarray(part))
+            n_peer += len(part)
+            run.tick("sent", len(part))
+        ch.send(TAG_REQUESTER_DOUBLE, np.zeros((0, POINT_BYTES), np.uint8))
+        return n_peer
+    # R must not map them back: collect, put in canonical order, then send.
+    parts = list(run.blind_peer(TAG_REQUESTER_BLINDED, ordered=True, returned=True))
+    double = sort_points(np.concatenate(parts)) if parts else np.zeros((0, POINT_BYTES), np.uint8)
+    del parts
+    return run.send(TAG_REQUESTER_DOUBLE, double, None)
+
+
 def _holder(run: _Run) -> PsiResult:
     ch, p = run.ch, run.params
     salt, problems = _check_hello(ch.recv_json(TAG_HELLO, timeout=run.timeout), p, ch.peer)
@@ -562,26 +636,17 @@ def _holder(run: _Run) -> PsiResult:
     own = run.first_pass(job_dst(salt), retain=mode == "both" and p.collect_items,
                          with_inverse=mode == "join")
     assert own.points is not None
+    points, rows, own.points = own.points, own.rows, None
+    n_own = len(points) if rows is None else len(rows)
     stream = StreamDigest()
-    n_own = run.send(TAG_HOLDER_BLINDED, own.points, own.rows, digest=stream)
-    own.points = None
-    if mode in REQUESTER_LEARNS_ITEMS:
-        # R must map each value back to its row: return them in R's order, streaming.
-        n_peer = 0
-        for part in rechunk(run.blind_peer(TAG_REQUESTER_BLINDED, ordered=True, returned=True),
-                            p.chunk_size):
-            ch.send(TAG_REQUESTER_DOUBLE, np.ascontiguousarray(part))
-            n_peer += len(part)
-            run.tick("sent", len(part))
-        ch.send(TAG_REQUESTER_DOUBLE, np.zeros((0, POINT_BYTES), np.uint8))
-    else:
-        # R must not map them back: collect, put in canonical order, then send.
-        parts = list(run.blind_peer(TAG_REQUESTER_BLINDED, ordered=True, returned=True))
-        double = sort_points(np.concatenate(parts)) if parts else np.zeros((0, POINT_BYTES),
-                                                                           np.uint8)
-        del parts
-        n_peer = run.send(TAG_REQUESTER_DOUBLE, double, None)
-        del double
+    sender = _Beside(ch, "psi-send", partial(run.send, TAG_HOLDER_BLINDED, points, rows,
+                                             digest=stream))
+    del points
+    try:
+        n_peer = _answer_requester(run, mode)
+    except Cancelled as exc:
+        raise _first_error(exc, (sender,)) from None
+    sender.result()
     common = dict(own_size=n_own, own_rows=own.own_rows, peer_size=n_peer,
                   duplicates_dropped=own.duplicates, skipped=own.skipped)
     if mode == "both":

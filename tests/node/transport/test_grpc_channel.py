@@ -125,3 +125,4 @@ def test_vanished_peer_is_an_error_not_a_hang(pair):
     server.stop(None)  # the serving peer disappears mid-job
     with pytest.raises(PeerUnavailable):
         a.recv("reply", timeout=60)
+

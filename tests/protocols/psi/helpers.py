@@ -19,13 +19,14 @@ def run_psi(
     taps: dict[str, list[Callable]] | None = None,
     keys: tuple[bytes | None, bytes | None] = (None, None),
     timeout: float = 30.0,
+    max_buffered_bytes: int | None = None,
     **kw: Any,
 ) -> tuple[Any, Any]:
     """Run requester ``r`` (items x) against holder ``s`` (items y); return both results."""
     kw.setdefault("workers", 0)
     params = PsiParams(mode=mode, **kw)
     hparams = holder_params or params
-    net = MemoryNetwork(["r", "s"], timeout=timeout)
+    net = MemoryNetwork(["r", "s"], timeout=timeout, max_buffered_bytes=max_buffered_bytes)
     for party, fns in (taps or {}).items():
         for ch in net.channels(party).values():
             ch.taps.extend(fns)

@@ -177,3 +177,13 @@ def test_rows_without_collecting_items():
     r, s = run_psi(["a", "b", "c"], ["c", "a"], "both", collect_items=False)
     assert r.intersection is None and r.rows.tolist() == [0, 2] and r.size == 2
     assert s.intersection is None and s.rows.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_streams_larger_than_the_link_buffer(mode):
+    # 4,000 points per side is 128 KB per stream against a 16 KB link: a party that
+    # sent its whole stream before reading the peer's would block both ends.
+    x = [f"k{i}" for i in range(4000)]
+    y = [f"k{i}" for i in range(2000, 6000)]
+    r, s = run_psi(x, y, mode, chunk_size=256, max_buffered_bytes=16 << 10, timeout=10.0)
+    check(r, s, x, y, mode)

@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 
 from protocols.he.paillier import PaillierSecretKey
-from protocols.memory import run_local
+from protocols.memory import MemoryNetwork, run_local
 from protocols.stats import StatsQuery, run_holder, run_requester
 
 
 def run_stats(query: StatsQuery, r_keys, s_keys, columns, *, group=None, r_group=None, k=1,
               backend="paillier", holder_query: Any = "same", r_tamper: Callable | None = None,
-              s_tamper: Callable | None = None, taps=(), **holder_kw):
+              s_tamper: Callable | None = None, taps=(), max_buffered_bytes: int | None = None,
+              **holder_kw):
     """Run R and S; returns (StatsResult, HolderReport). Tamper hooks rewrite (tag, payload) on send."""
     hq = query if holder_query == "same" else holder_query
     if backend == "paillier":
@@ -34,7 +35,8 @@ def run_stats(query: StatsQuery, r_keys, s_keys, columns, *, group=None, r_group
         c.taps.extend(taps)
         return run_holder(c, s_keys, columns, group, hq, k, backend, **holder_kw)
 
-    out = run_local({"R": requester, "S": holder}, timeout=60)
+    net = MemoryNetwork(["R", "S"], timeout=60, max_buffered_bytes=max_buffered_bytes)
+    out = run_local({"R": requester, "S": holder}, network=net)
     return out["R"], out["S"]
 
 

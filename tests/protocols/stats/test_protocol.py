@@ -197,3 +197,13 @@ def test_gaussian_mechanism_and_histogram_noise():
     bins = [row[c] for c in res.columns if c.startswith("hist:")]
     assert all(isinstance(b, int) and b >= 0 for b in bins)
     assert abs(sum(bins) - 300) < 100 and row["var:income"] >= 0
+
+
+@pytest.mark.parametrize("backend", ["paillier", "ckks"])
+def test_streams_larger_than_the_link_buffer(backend):
+    # Every stream (keys, ciphertexts) is many times a 64 KB link: no step may need
+    # the peer to buffer a whole stream.
+    s_keys, r_keys, cols, *_ = _data(3, 9000, 6000, 5000, 1)
+    q = StatsQuery.parse("count,sum:income")
+    res, _ = run_stats(q, r_keys, s_keys, cols, backend=backend, max_buffered_bytes=64 << 10)
+    assert res.intersection_size == 5000
