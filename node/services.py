@@ -110,9 +110,9 @@ class NodeServices:
         Started on first use and shared by every job this process runs, so each
         job does not pay interpreter start-up for its workers.
         """
-        from protocols.he.pool import spawn_pool
+        from protocols.he.pool import PROTOCOL_MODULES, spawn_pool
 
-        pool = spawn_pool()
+        pool = spawn_pool(preload=PROTOCOL_MODULES)
         _open_pools.append(pool)
         return pool
 

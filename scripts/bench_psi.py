@@ -517,6 +517,27 @@ class Case:
     cpu_seconds: dict[str, float] | None = None
 
 
+def bench_x25519(n: int = 100_000) -> dict[str, Any]:
+    """X25519 backends side by side on one core: the same n random points, one scalar."""
+    from protocols.psi import x25519
+
+    points, key = os.urandom(32 * n), os.urandom(32)
+    out: dict[str, Any] = {"points": n, "selected": x25519.BACKEND}
+    results = {}
+    for name in x25519.available_backends():
+        fn = x25519.backend(name)
+        start = time.perf_counter()
+        results[name] = fn(points, key)
+        out[f"{name}_ops_per_s"] = round(n / (time.perf_counter() - start))
+    start = time.perf_counter()
+    x25519.scalar_mult_many(points, key, returned_to_sender=True)
+    out["returned_to_sender_ops_per_s"] = round(n / (time.perf_counter() - start))
+    out["backends_agree"] = len(set(results.values())) == 1
+    if "crypto_mb_ops_per_s" in out:
+        out["ratio"] = round(out["crypto_mb_ops_per_s"] / out["openssl_ops_per_s"], 2)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", default="100k,1m",
@@ -531,8 +552,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="largest scale to run openmined-psi on (default 1m)")
     ap.add_argument("--pool", action="store_true",
                     help="also time the blinding pool alone on 1 and 2 workers")
+    ap.add_argument("--x25519", action="store_true",
+                    help="also time the X25519 backends alone (one core, 100k points)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    x25519_figures = None
+    if args.x25519:
+        print("X25519 backends alone ...", flush=True)
+        x25519_figures = bench_x25519()
+        print(f"    {json.dumps(x25519_figures)}", flush=True)
 
     scales = [s.strip().lower() for s in args.scale.split(",") if s.strip()]
     for s in scales:
@@ -601,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                     "python": platform.python_version()},
         "note": "rss: main_mb = party process peak; total_mb = main + workers x worker peak",
         "pool": pool_figures,
+        "x25519": x25519_figures,
         "cases": [asdict(c) for c in cases],
     }
     args.out.write_text(json.dumps(doc, indent=2) + "\n")

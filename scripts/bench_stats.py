@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from protocols.channel import Channel
 from protocols.he.paillier import LARGE_JOB_ENCRYPTIONS, PaillierSecretKey, fast_encrypt
-from protocols.he.pool import imap_chunks, spawn_pool, warm_up
+from protocols.he.pool import PROTOCOL_MODULES, imap_chunks, spawn_pool, warm_up
 from protocols.memory import run_local
 from protocols.stats import (
     StatsQuery,
@@ -178,8 +178,11 @@ def cpu_seconds() -> float:
 
 
 def with_pools(workers: int, fn: Callable[[Any, Any], Any]) -> tuple[Any, float, float]:
-    """Run ``fn(pool_r, pool_s)`` with fresh warm pools; returns (result, wall s, CPU s)."""
-    pr, ps = spawn_pool(workers), spawn_pool(workers)
+    """Run ``fn(pool_r, pool_s)`` with fresh warm pools; returns (result, wall s, CPU s).
+
+    Warm as in a node after its first job: workers started, protocol modules imported.
+    """
+    pr, ps = spawn_pool(workers, PROTOCOL_MODULES), spawn_pool(workers, PROTOCOL_MODULES)
     try:
         warm_up(pr)
         warm_up(ps)

@@ -309,12 +309,12 @@ class CkksCoeffPublic(CkksCoeffContext):
         """Serialise a ciphertext."""
         return sealio.dump(ct)
 
-    def mask(self, ct: Any | None, constant: int | None = None) -> tuple[bytes, int]:
-        """``ct`` plus a fresh encryption of a uniform polynomial; returns the bytes and its coefficient 0.
+    def fresh_mask(self, constant: int | None = None) -> tuple[Any, int]:
+        """A fresh encryption of a polynomial uniform mod q, and its coefficient 0.
 
         With ``constant`` the mask's coefficient 0 is exactly that value (mod q)
-        instead of uniform; every other coefficient stays uniform. ``ct=None``
-        masks an empty aggregate (an encryption of the mask alone).
+        instead of uniform; every other coefficient stays uniform. Masks depend
+        on no data, so a party can make them while it waits for its peer.
         """
         values = uniform_ntt(self.q, self.n)
         c0 = self.constant_of_ntt(values)
@@ -326,6 +326,16 @@ class CkksCoeffPublic(CkksCoeffContext):
         plain = sealio.plaintext_from_ntt(self.seal, self.parms_id, values)
         out = self._s.Ciphertext(self.seal)
         self._encryptor.encrypt(plain, out)
+        return out, c0
+
+    def mask(self, ct: Any | None, constant: int | None = None,
+             fresh: tuple[Any, int] | None = None) -> tuple[bytes, int]:
+        """``ct`` plus a fresh mask (made now, or ``fresh`` from :meth:`fresh_mask`, used once).
+
+        Returns the serialised masked ciphertext and the mask's coefficient 0.
+        ``ct=None`` masks an empty aggregate (an encryption of the mask alone).
+        """
+        out, c0 = fresh if fresh is not None else self.fresh_mask(constant)
         if ct is not None:
             self.evaluator.add_inplace(out, ct)
         return sealio.dump(out), c0

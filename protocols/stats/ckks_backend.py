@@ -135,6 +135,16 @@ def select_sum(public: bytes, chunks: Sequence[list[bytes]], selections: Sequenc
     return [None if x is None else [pub.dump(ct) for ct in x] for x in acc]
 
 
+def make_masks(public: bytes, constants: Sequence[int | None]) -> list[tuple[bytes, int]]:
+    """Fresh masks (serialised encryption, coefficient 0) for the given constants (None: uniform)."""
+    pub = _public(public)
+    out = []
+    for constant in constants:
+        ct, c0 = pub.fresh_mask(constant)
+        out.append((pub.dump(ct), c0))
+    return out
+
+
 # -- holder ---------------------------------------------------------------------------------
 
 
@@ -328,6 +338,7 @@ class CkksRequester:
         self.acc: list[list[Any] | None] = [None] * n_acc
         self._masks: list[list[int]] = []
         self._pending: list[bytes] = []
+        self._fresh: list[tuple[bytes, int]] = []
 
     @property
     def n_groups(self) -> int:
@@ -358,27 +369,42 @@ class CkksRequester:
             cur = self.acc[a]
             self.acc[a] = cts if cur is None else [self.pub.add(x, y) for x, y in zip(cur, cts, strict=True)]
 
+    def _mask_constants(self) -> list[int | None]:
+        """Coefficient 0 of each mask: flooding on count fields (the holder reads the count), else uniform."""
+        nf, flood = len(self.fields), 2 ** (self.bits - FLOOD_MARGIN)
+        return [secrets.randbelow(2 * flood + 1) - flood if i % nf == 0 else None
+                for _ in range(self.n_acc) for i in range(self.per_chunk)]
+
+    def mask_task(self) -> tuple[Any, tuple[Any, ...]]:
+        """(function, args) making every mask ahead of time, e.g. while the holder works."""
+        return make_masks, (self.public_bytes, self._mask_constants())
+
+    def use_masks(self, masks: list[tuple[bytes, int]]) -> None:
+        """Keep masks made by :meth:`mask_task` for :meth:`masked_aggregates`."""
+        if len(masks) != self.n_acc * self.per_chunk:
+            raise CryptoError("wrong number of precomputed CKKS masks")
+        self._fresh = masks
+
     def masked_aggregates(self) -> tuple[dict[str, Any], list[bytes]]:
         """Mask every sum (flooding on count fields) and serialise; empty accumulators are declared."""
         blobs: list[bytes] = []
         empty = []
         self._masks = []
         nf = len(self.fields)
-        flood = 2 ** (self.bits - FLOOD_MARGIN)
+        fresh = self._fresh or make_masks(self.public_bytes, self._mask_constants())
+        self._fresh = []
+        it = iter(fresh)
         for a in range(self.n_acc):
             cur = self.acc[a]
+            mine = [next(it) for _ in range(self.per_chunk)]
             if cur is None:
                 empty.append(a)
                 self._masks.append([0] * self.per_chunk)
                 continue
             masks = []
-            for i, ct in enumerate(cur):
-                if i % nf == 0:  # count field: the holder must read the count, flooded
-                    blob, _ = self.pub.mask(ct, constant=secrets.randbelow(2 * flood + 1) - flood)
-                    masks.append(0)
-                else:
-                    blob, r0 = self.pub.mask(ct)
-                    masks.append(r0)
+            for i, (ct, (mask_blob, r0)) in enumerate(zip(cur, mine, strict=True)):
+                blob, _ = self.pub.mask(ct, fresh=(self.pub.load_ciphertext(mask_blob), r0))
+                masks.append(0 if i % nf == 0 else r0)
                 blobs.append(blob)
             self._masks.append(masks)
         messages = [self.pub.pack(blobs[i:i + CIPHERTEXTS_PER_MESSAGE])
@@ -439,5 +465,5 @@ class CkksRequester:
                 gs.s2[name] = norm[fi] * s * s + 2 * lo * s1n[f.column] * s + n * lo * lo
 
 
-__all__ = ["NAME", "SCHEME", "CkksHolder", "CkksRequester", "encrypt_chunk", "select_sum",
-           "value_bits"]
+__all__ = ["NAME", "SCHEME", "CkksHolder", "CkksRequester", "encrypt_chunk", "make_masks",
+           "select_sum", "value_bits"]

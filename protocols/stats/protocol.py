@@ -374,6 +374,11 @@ def run_requester(channel: Channel, keys: Sequence[bytes | str], query: StatsQue
     for pts in imap_chunks(ecdh.hash_and_blind, [(rkeys[sl], salt, a) for sl in _chunks(n, KEY_CHUNK)],
                            pool):
         channel.send(T_A, pts)
+    # Masks depend on no data: make them while the holder blinds our keys.
+    masks_fut = None
+    if isinstance(req, CkksRequester):
+        mask_fn, mask_args = req.mask_task()
+        masks_fut = _submit(pool, mask_fn, *mask_args)
     # R receives H(x)^ab in a second thread, so that chunks of S's rows can be matched
     # and aggregated as they arrive instead of after the last one.
     ab_done = threading.Event()
@@ -456,6 +461,8 @@ def run_requester(channel: Channel, keys: Sequence[bytes | str], query: StatsQue
     t_ecdh = time.perf_counter()
     for f in partials:
         req.absorb(f.result())
+    if masks_fut is not None and isinstance(req, CkksRequester):
+        req.use_masks(masks_fut.result())
     meta, blobs = req.masked_aggregates()
     meta["n_blobs"] = len(blobs)
     channel.send_json(T_AGG_META, meta)
