@@ -527,7 +527,7 @@ def _requester(run: _Run) -> PsiResult:
     del points
     doubles = _Beside(ch, "psi-recv-double", lambda: _digests(
         recv_points(ch, TAG_REQUESTER_DOUBLE, run.timeout, ordered=shuffled,
-                    on_received=lambda k: run.tick("received", k, n_own)),
+                    on_received=lambda k: run.tick("received", k)),
         expected=n_own, peer=ch.peer))
     holder_stream = StreamDigest()
     try:
