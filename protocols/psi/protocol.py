@@ -445,6 +445,16 @@ def _first_error(cancelled: Cancelled, steps: tuple[_Beside, ...]) -> BaseExcept
     return cancelled
 
 
+def _results(*steps: _Beside) -> list[Any]:
+    """Wait for every step; raise the error that started a failure, not a later cancellation."""
+    for step in steps:
+        step._thread.join()
+    errors = [step.error for step in steps if step.error is not None]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
+    return [step.result() for step in steps]
+
+
 def _digests(chunks: Iterator[np.ndarray], expected: int | None = None,
              peer: str = "peer") -> np.ndarray:
     """Keep only the 16-byte keys of a stream of points, as one (n, 16) array.
@@ -535,8 +545,7 @@ def _requester(run: _Run) -> PsiResult:
                                          digest=holder_stream))
     except Cancelled as exc:
         raise _first_error(exc, (sender, doubles)) from None
-    sender.result()
-    mine = doubles.result()
+    _, mine = _results(sender, doubles)
     common = dict(own_size=n_own, own_rows=own.own_rows, peer_size=len(theirs),
                   duplicates_dropped=own.duplicates, skipped=own.skipped)
     if mode in REQUESTER_LEARNS_ITEMS:
@@ -646,7 +655,7 @@ def _holder(run: _Run) -> PsiResult:
         n_peer = _answer_requester(run, mode)
     except Cancelled as exc:
         raise _first_error(exc, (sender,)) from None
-    sender.result()
+    _results(sender)
     common = dict(own_size=n_own, own_rows=own.own_rows, peer_size=n_peer,
                   duplicates_dropped=own.duplicates, skipped=own.skipped)
     if mode == "both":

@@ -47,7 +47,9 @@ class Recorder:
         return np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, 32)
 
     def received(self):
-        return [(t, p) for d, t, p in self.log if d == "recv"]
+        """What arrived, tag by tag in arrival order (streams under different tags are
+        read concurrently, so their interleaving is not part of the view)."""
+        return sorted(((t, p) for d, t, p in self.log if d == "recv"), key=lambda tp: tp[0])
 
 
 @pytest.mark.parametrize("mode", MODES)
