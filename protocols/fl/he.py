@@ -152,11 +152,6 @@ class _CkksBase(CkksCoeffContext):
     prime) are :mod:`protocols.he.ckks_coeff`'s.
     """
 
-    def _encode(self, coeffs: np.ndarray) -> Any:
-        pt = self._s.Plaintext()
-        self.encoder.encode(self.emb.slots(coeffs).tolist(), 1.0, pt)
-        return pt
-
     def _decode_at(self, pt: Any, positions: np.ndarray) -> np.ndarray:
         slots = np.asarray(self.encoder.decode_complex(pt))
         return self.emb.coefficients(slots, positions)
@@ -279,7 +274,7 @@ class CkksOps(_CkksBase):
         cts = []
         for coeffs in self._row_coeffs(values, bits):
             ct = self._s.Ciphertext(self.seal)
-            self.encryptor.encrypt(self._encode(coeffs), ct)
+            self.encryptor.encrypt(next(self.plaintexts(coeffs[None, :])), ct)
             cts.append(ct)
         return CkksRows(cts, len(values))
 
@@ -294,7 +289,7 @@ class CkksOps(_CkksBase):
         out = []
         for ct, coeffs in zip(rows.cts, self._row_coeffs(values, bits), strict=True):
             res = self._s.Ciphertext(self.seal)
-            self.evaluator.add_plain(ct, self._encode(coeffs), res)
+            self.evaluator.add_plain(ct, next(self.plaintexts(coeffs[None, :])), res)
             out.append(res)
         return CkksRows(out, rows.n)
 
@@ -382,7 +377,7 @@ class CkksOps(_CkksBase):
             coeffs = np.zeros(self.n)
             coeffs[self.positions] = padded[g * self.n_out:(g + 1) * self.n_out]
             ct = self._s.Ciphertext(self.seal)
-            self.encryptor.encrypt(self._encode(coeffs), ct)
+            self.encryptor.encrypt(next(self.plaintexts(coeffs[None, :])), ct)
             cts.append(ct)
         return CkksSums(cts, len(values))
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import os
 import secrets
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -157,11 +158,24 @@ class CkksCoeffContext:
 
     def encode(self, coeffs: np.ndarray) -> Any:
         """An NTT-form plaintext holding exactly these integer coefficients (|c| < 2**40)."""
+        return next(self.encode_many(coeffs[None, :]))
+
+    def encode_many(self, coeffs: np.ndarray) -> Iterator[Any]:
+        """Plaintexts for each row of an (m, N) array of integer coefficients (one FFT for all)."""
         if coeffs.size and float(np.max(np.abs(coeffs))) >= MAX_EXACT_COEFFICIENT:
             raise InvalidInput("a coefficient is too large to encode exactly")
-        pt = self._s.Plaintext()
-        self.encoder.encode(self.emb.slots(coeffs).tolist(), 1.0, pt)
-        return pt
+        return self.plaintexts(coeffs)
+
+    def plaintexts(self, coeffs: np.ndarray) -> Iterator[Any]:
+        """Plaintexts for each row of (m, N) coefficients, through SEAL's float encoder.
+
+        Exact below :data:`~protocols.he.coefficients.MAX_EXACT_COEFFICIENT`;
+        above it the encoder rounds (federated LR accepts that, see its module).
+        """
+        for slots in self.emb.slots(coeffs):
+            pt = self._s.Plaintext()
+            self.encoder.encode(slots.tolist(), 1.0, pt)
+            yield pt
 
     def constant_of_ntt(self, values: np.ndarray | list[int]) -> int:
         """Coefficient 0 (in [0, q)) of the polynomial with these NTT values."""
@@ -241,14 +255,7 @@ class CkksCoeffSecret(CkksCoeffContext):
 
     def encrypt_many(self, coeffs: np.ndarray) -> list[bytes]:
         """Encrypt each row of an (m, N) array of integer coefficients (one FFT for all rows)."""
-        if coeffs.size and float(np.max(np.abs(coeffs))) >= MAX_EXACT_COEFFICIENT:
-            raise InvalidInput("a coefficient is too large to encode exactly")
-        out = []
-        for slots in self.emb.slots(coeffs):
-            pt = self._s.Plaintext()
-            self.encoder.encode(slots.tolist(), 1.0, pt)
-            out.append(sealio.dump(self._encryptor.encrypt_symmetric(pt)))
-        return out
+        return [sealio.dump(self._encryptor.encrypt_symmetric(pt)) for pt in self.encode_many(coeffs)]
 
     def read_constant(self, blob: bytes) -> int:
         """Decrypt a peer's ciphertext and return its coefficient 0 exactly, in (-q/2, q/2]."""

@@ -28,9 +28,9 @@ import os
 import gmpy2
 import numpy as np
 
-from pcnode.errors import InternalError, InvalidInput, ProtocolError
+from pcnode.errors import InvalidInput, ProtocolError
 
-from .x25519 import scalar_mult_many
+from .x25519 import SMALL_ORDER_U, scalar_mult_many
 
 #: The field prime of Curve25519, 2^255 - 19.
 P = 2**255 - 19
@@ -59,19 +59,6 @@ _SHA512_BLOCK = 128
 _P_MPZ = gmpy2.mpz(P)
 _A_MPZ = gmpy2.mpz(A)
 _MINUS_A = gmpy2.mpz(P - A)
-
-#: u-coordinates of every point of order dividing 8 on Curve25519 (RFC 7748 §7 /
-#: libsodium's blocklist), as canonical integers. Blinding any of them gives u = 0.
-SMALL_ORDER_U = frozenset(
-    {
-        0,
-        1,
-        P - 1,
-        325606250916557431795983626356110631294008115727848805560023387167927233504,
-        39382357235489614581723060781553021112529911719440698176882885853963445705823,
-    }
-)
-
 
 def job_dst(salt: bytes) -> bytes:
     """The domain separation tag for one PSI job: pcnode's tag, the suite, and the job's salt."""
@@ -190,8 +177,6 @@ def blind_points(points: bytes, key: bytes, *, check_curve: bool = False,
                     hint="the peer runs an incompatible or faulty PSI implementation",
                     position=i // POINT_BYTES,
                 )
-    if len(key) != SCALAR_BYTES:
-        raise InternalError("X25519 scalar must be 32 bytes")
     out = scalar_mult_many(points, key, returned_to_sender=returned_to_sender)
     if out:
         zero_rows = ~np.frombuffer(out, dtype=np.uint8).reshape(-1, POINT_BYTES).any(axis=1)

@@ -410,8 +410,8 @@ class _Beside:
     after the other, both would block on a full link once a stream outgrows
     the channel's buffers (at a few million points over gRPC), so each party
     sends, and reads what it will need later, concurrently with its main pass.
-    A failure here cancels the link, so the caller never waits forever; the
-    caller then re-raises this error instead of the cancellation.
+    A failure here cancels the link, so the caller never waits forever;
+    :func:`_alongside` then re-raises this error instead of the cancellation.
     """
 
     def __init__(self, ch: Channel, name: str, fn: Callable[[], Any]) -> None:
@@ -428,31 +428,27 @@ class _Beside:
             self.error = exc
             self._ch.cancel(f"PSI step failed: {type(exc).__name__}")
 
-    def result(self) -> Any:
-        """Wait for the step; its value, or its error raised here."""
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-        return self._value
 
 
-def _first_error(cancelled: Cancelled, steps: tuple[_Beside, ...]) -> BaseException:
-    """The error that made a step cancel the link, else the cancellation itself."""
-    for step in steps:
-        step._thread.join(timeout=5.0)
-        if step.error is not None and not isinstance(step.error, Cancelled):
-            return step.error
-    return cancelled
+def _alongside(main: Callable[[], Any], *steps: _Beside) -> tuple[Any, list[Any]]:
+    """Run ``main`` while ``steps`` run; return its value and theirs.
 
-
-def _results(*steps: _Beside) -> list[Any]:
-    """Wait for every step; raise the error that started a failure, not a later cancellation."""
+    On failure, raise the error that started it, not the cancellation it caused
+    in the other threads.
+    """
+    try:
+        value = main()
+    except Cancelled as exc:
+        for step in steps:
+            step._thread.join(timeout=5.0)
+        raise next((s.error for s in steps
+                    if s.error is not None and not isinstance(s.error, Cancelled)), exc) from None
     for step in steps:
         step._thread.join()
-    errors = [step.error for step in steps if step.error is not None]
+    errors = [s.error for s in steps if s.error is not None]
     if errors:
         raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
-    return [step.result() for step in steps]
+    return value, [s._value for s in steps]
 
 
 def _digests(chunks: Iterator[np.ndarray], expected: int | None = None,
@@ -540,12 +536,10 @@ def _requester(run: _Run) -> PsiResult:
                     on_received=lambda k: run.tick("received", k)),
         expected=n_own, peer=ch.peer))
     holder_stream = StreamDigest()
-    try:
-        theirs = _digests(run.blind_peer(TAG_HOLDER_BLINDED, ordered=True, returned=False,
-                                         digest=holder_stream))
-    except Cancelled as exc:
-        raise _first_error(exc, (sender, doubles)) from None
-    _, mine = _results(sender, doubles)
+    theirs, (_, mine) = _alongside(
+        lambda: _digests(run.blind_peer(TAG_HOLDER_BLINDED, ordered=True, returned=False,
+                                        digest=holder_stream)),
+        sender, doubles)
     common = dict(own_size=n_own, own_rows=own.own_rows, peer_size=len(theirs),
                   duplicates_dropped=own.duplicates, skipped=own.skipped)
     if mode in REQUESTER_LEARNS_ITEMS:
@@ -651,11 +645,7 @@ def _holder(run: _Run) -> PsiResult:
     sender = _Beside(ch, "psi-send", partial(run.send, TAG_HOLDER_BLINDED, points, rows,
                                              digest=stream))
     del points
-    try:
-        n_peer = _answer_requester(run, mode)
-    except Cancelled as exc:
-        raise _first_error(exc, (sender,)) from None
-    _results(sender)
+    n_peer, _ = _alongside(lambda: _answer_requester(run, mode), sender)
     common = dict(own_size=n_own, own_rows=own.own_rows, peer_size=n_peer,
                   duplicates_dropped=own.duplicates, skipped=own.skipped)
     if mode == "both":

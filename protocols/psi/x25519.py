@@ -86,6 +86,19 @@ LIBDIR_ENV = "PCNODE_CRYPTO_MB_LIBDIR"
 _RUNTIME_LIBS = ("libintlc.so.5", "libimf.so", "libsvml.so", "libirng.so")
 _CRYPTO_MB = ("libcrypto_mb.so.13", "libcrypto_mb.so")
 
+_P = 2**255 - 19
+#: u-coordinates of every point of order dividing 8 on Curve25519 (RFC 7748 §7 /
+#: libsodium's blocklist), as canonical integers. Blinding any of them gives u = 0.
+SMALL_ORDER_U = frozenset(
+    {
+        0,
+        1,
+        _P - 1,
+        325606250916557431795983626356110631294008115727848805560023387167927233504,
+        39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    }
+)
+
 #: RFC 7748 §5.2 test vectors: (scalar, u, X25519(scalar, u)), all little-endian hex.
 RFC7748_VECTORS = (
     ("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
@@ -164,11 +177,7 @@ class _CryptoMb:
 
 def _small_order_encodings() -> np.ndarray:
     """Every 255-bit encoding (top bit cleared) of a point of order dividing 8."""
-    p = 2**255 - 19
-    canonical = (0, 1, p - 1,
-                 325606250916557431795983626356110631294008115727848805560023387167927233504,
-                 39382357235489614581723060781553021112529911719440698176882885853963445705823)
-    values = sorted({v for c in canonical for v in (c, c + p) if v < 2**255})
+    values = sorted({v for c in SMALL_ORDER_U for v in (c, c + _P) if v < 2**255})
     return np.array([list(v.to_bytes(POINT_BYTES, "little")) for v in values], dtype=np.uint8)
 
 
@@ -362,6 +371,7 @@ __all__ = [
     "RETURNED_AUDIT_FRACTION",
     "RETURNED_ENV",
     "RFC7748_VECTORS",
+    "SMALL_ORDER_U",
     "available_backends",
     "backend",
     "scalar_mult_many",
